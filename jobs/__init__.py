@@ -1,0 +1,1 @@
+"""micro-moments PyFlink wiring: sources, watermarks, operators, sinks and CLI entry points."""

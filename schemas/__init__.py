@@ -1,0 +1,1 @@
+"""The contracts of micro-moments (event, rule, action) as pydantic models."""
