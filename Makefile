@@ -1,0 +1,90 @@
+# Developer and CI entry points. Every target brings what it needs (`make test` on a fresh machine
+# installs the venv, resolves the jars and, as root, the PostgreSQL server package).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# Stamps sit inside what they describe: deleting .venv or .cache/jars forces a reinstall.
+VENV_STAMP := $(VENV)/.installed
+JARS_STAMP := .cache/jars/.resolved
+# PyFlink starts its Python workers with `python` from PATH: it must be the venv's.
+RUN_PY := PATH="$(CURDIR)/$(BIN):$$PATH"
+
+.PHONY: help setup postgres-server infra-up infra-down test test-unit lint demo clean-run clean
+
+help:
+	@echo "make setup       venv + pip install, JVM jars (Maven), PostgreSQL server if missing"
+	@echo "make infra-up    start local Kafka (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55432)"
+	@echo "make infra-down  stop them"
+	@echo "make test        the whole suite, unit and integration (fixtures start the services)"
+	@echo "make test-unit   unit tests only (no JVM, no services)"
+	@echo "make lint        ruff"
+	@echo "make demo        (placeholder until the detection job lands)"
+	@echo "make clean-run   stop the services and delete their state (.run/)"
+	@echo "make clean       clean-run, and delete resolved jars (.cache/jars)"
+
+setup: $(VENV_STAMP) $(JARS_STAMP) postgres-server
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "setup: pip install -e '.[dev]'"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' >$(VENV)/pip.log 2>&1 || \
+		{ cat $(VENV)/pip.log; exit 1; }
+	@touch $@
+
+# copy-dependencies never deletes, so empty the folders first: an old jar version must not linger.
+$(JARS_STAMP): deploy/jars/pom.xml
+	@echo "setup: resolving JVM jars (deploy/jars/pom.xml)"
+	@rm -rf .cache/jars/flink .cache/jars/kafka && mkdir -p .cache/jars
+	@mvn -B -q -f deploy/jars/pom.xml package >.cache/jars/mvn.log 2>&1 || \
+		{ cat .cache/jars/mvn.log; exit 1; }
+	@touch $@
+
+postgres-server:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "setup: the PostgreSQL server is missing: run 'sudo apt-get install -y postgresql'" >&2; \
+			exit 1; \
+		fi; \
+		echo "setup: apt-get install postgresql"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+infra-up: setup
+	deploy/local/kafka.sh start
+	deploy/local/postgres.sh start
+
+infra-down:
+	deploy/local/kafka.sh stop
+	deploy/local/postgres.sh stop
+
+# pytest's exit code 5 means "no tests collected": for CI that is a failure, not a pass.
+test: setup
+	@rc=0; $(RUN_PY) $(BIN)/pytest || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests collected" >&2; exit 1; fi; exit $$rc
+
+test-unit: $(VENV_STAMP)
+	@rc=0; $(RUN_PY) $(BIN)/pytest -m 'not integration' || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-unit: no tests collected" >&2; exit 1; fi; exit $$rc
+
+lint: $(VENV_STAMP)
+	$(BIN)/ruff check .
+
+demo: $(VENV_STAMP)
+	@echo "demo: the detection job (jobs/detect.py) is not there yet, so there is nothing to demo."
+	@echo "demo: this is the CLI as it stands:"
+	$(BIN)/moments --help
+
+# .run/postgres may be a symlink to /tmp (see deploy/local/postgres.sh): delete its target too.
+clean-run: infra-down
+	@if [ -L .run/postgres ]; then rm -rf "$$(readlink .run/postgres)"; fi
+	rm -rf .run
+
+clean: clean-run
+	rm -rf .cache/jars
