@@ -1,13 +1,174 @@
-"""Placeholder for `moments backtest`; filled by its issue."""
+"""`moments backtest`: replay an events file (JSONL or Parquet) through the rules, offline.
+
+Same engine as the Flink job; the watermark is `max_ts_seen - bound`, advanced after every event,
+and the end of the input moves event time to +infinity so armed deadlines fire.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+
 from jobs.cli import UsageError
+from schemas.durations import parse_duration_ms
+from schemas.rules import RuleFileError, load_rules
+from udfs.decode import InvalidEvent, dead_letter_json, decode_event, validate_event
+from udfs.engine import Engine
+from udfs.eventfiles import EventFile
+from udfs.replay import Replay
 
 
 def configure_parser(parser) -> None:
-    pass
+    parser.add_argument("--rules", required=True, metavar="R.yaml", help="rules file")
+    parser.add_argument(
+        "--events", required=True, metavar="E.jsonl|E.parquet", help="events, in arrival order"
+    )
+    parser.add_argument("--out", required=True, metavar="A.jsonl", help="actions written here")
+    parser.add_argument(
+        "--max-out-of-orderness",
+        default="2s",
+        metavar="DURATION",
+        help="watermark bound: the watermark is max ts seen minus this (default 2s; 0ms allowed)",
+    )
+    parser.add_argument(
+        "--late-out", metavar="L.jsonl", help="write late events here (default: only counted)"
+    )
+    parser.add_argument(
+        "--dlq-out",
+        metavar="D.jsonl",
+        help="invalid records with the reason (default: next to --out as <out>.dlq.jsonl)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal)",
+    )
+
+
+def _bound_ms(text: str) -> int:
+    if text.strip() in ("0", "0ms", "0s"):
+        return 0
+    try:
+        return parse_duration_ms(text)
+    except ValueError as error:
+        raise UsageError(f"--max-out-of-orderness: {error}") from None
+
+
+class _Progress:
+    def __init__(self, enabled: bool, source: EventFile):
+        self.enabled, self.source = enabled, source
+        self.next_draw = 0.0
+
+    def tick(self, read: int) -> None:
+        now = time.monotonic()
+        if self.enabled and now >= self.next_draw:
+            self.next_draw = now + 0.25
+            fraction = self.source.progress()
+            bar = "#" * int(fraction * 30)
+            sys.stderr.write(f"\r[{bar:<30}] {fraction:6.1%} {read:>12,} events")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tick_final()
+
+    def tick_final(self) -> None:
+        self.next_draw = 0.0
+        sys.stderr.write("\r" + " " * 64 + "\r")
+        sys.stderr.flush()
 
 
 def run(args) -> int:
-    raise UsageError("not implemented yet")
+    try:
+        rules = load_rules(args.rules)
+    except RuleFileError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    bound_ms = _bound_ms(args.max_out_of_orderness)
+    try:
+        source = EventFile(args.events)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    out_path = Path(args.out)
+    dlq_path = Path(args.dlq_out) if args.dlq_out else out_path.with_suffix(".dlq.jsonl")
+    show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    progress = _Progress(show_progress, source)
+
+    started = time.monotonic()
+    with (
+        open(out_path, "w", encoding="utf-8") as out,
+        open(dlq_path, "w", encoding="utf-8") as dlq,
+        open(args.late_out, "w", encoding="utf-8") if args.late_out else _Null() as late_out,
+    ):
+        current_raw: list = [b""]
+
+        def write_action(action) -> None:
+            out.write(action.model_dump_json(exclude_none=True))
+            out.write("\n")
+
+        def write_late(event) -> None:
+            raw = current_raw[0]
+            if isinstance(raw, dict):
+                late_out.write(event.model_dump_json())
+            else:
+                late_out.write(raw.decode("utf-8", errors="backslashreplace"))
+            late_out.write("\n")
+
+        replay = Replay(Engine(rules), bound_ms, on_action=write_action, on_late=write_late)
+        parquet = source.is_parquet
+        for offset, record in source.records():
+            current_raw[0] = record
+            try:
+                event = validate_event(record) if parquet else decode_event(record)
+            except InvalidEvent as error:
+                replay.count_invalid()
+                raw = json.dumps(record, default=str) if parquet else record
+                dlq.write(
+                    dead_letter_json(raw, error.reason, source=str(source.path), offset=offset)
+                )
+                dlq.write("\n")
+                continue
+            replay.push(event)
+            if show_progress and replay.counts.read % 4096 == 0:
+                progress.tick(replay.counts.read)
+        replay.finish()
+        progress.close()
+    elapsed = time.monotonic() - started
+    _print_summary(replay.counts, elapsed, out_path, dlq_path, args.late_out)
+    return 0
+
+
+class _Null:
+    def write(self, _text: str) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _print_summary(counts, elapsed: float, out_path, dlq_path, late_path) -> None:
+    rows = [
+        ("events read", counts.read),
+        ("  processed", counts.processed),
+        ("  invalid (dead-lettered)", counts.invalid),
+        ("  late", counts.late),
+    ]
+    total_actions = sum(counts.actions_per_rule.values())
+    rows.append(("actions", total_actions))
+    rows.extend((f"  {rule_id}", n) for rule_id, n in counts.actions_per_rule.items())
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value:>12,}")
+    rate = counts.read / elapsed if elapsed > 0 else 0.0
+    print(f"{'elapsed':<{width}}  {elapsed:>11.2f}s  ({rate:,.0f} events/s)")
+    print(
+        f"actions -> {out_path}; invalid -> {dlq_path}"
+        + (f"; late -> {late_path}" if late_path else "")
+    )

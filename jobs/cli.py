@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     if chosen in SUBCOMMANDS:
         parser = build_parser(load_subcommands=False)
-        sub_action = next(
-            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-        )
+        sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         module = importlib.import_module(SUBCOMMANDS[chosen][0])
         module.configure_parser(sub_action.choices[chosen])
     else:

@@ -1,13 +1,27 @@
-"""Placeholder for `moments schema`; filled by its issue."""
+"""`moments schema event|rules|action`: print the JSON Schema generated from the pydantic models."""
 
 from __future__ import annotations
 
-from jobs.cli import UsageError
+import json
+
+from schemas.action import Action
+from schemas.event import Event
+from schemas.rules import RuleFile
+
+MODELS = {"event": Event, "rules": RuleFile, "action": Action}
+
+
+def json_schema(name: str) -> dict:
+    schema = MODELS[name].model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"micro-moments/{name}.schema.json"
+    return schema
 
 
 def configure_parser(parser) -> None:
-    pass
+    parser.add_argument("which", choices=sorted(MODELS), help="which contract")
 
 
 def run(args) -> int:
-    raise UsageError("not implemented yet")
+    print(json.dumps(json_schema(args.which), indent=2, sort_keys=True))
+    return 0

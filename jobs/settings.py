@@ -1,6 +1,7 @@
 """Defaults shared by every entry point: topic names, local service addresses, environment names.
 
-One place, so the jobs, the local scripts, the compose file and the manifests agree (tests check it).
+One place, so the jobs, the local scripts, the compose file and the manifests agree
+(tests check it).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Durations as rule files write them (`150ms`, `45s`, `2m`, `1h`, `1d`), parsed to integer milliseconds."""
+"""Durations as rule files write them (`150ms`, `45s`, `2m`, `1h`, `1d`), parsed to milliseconds."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 
 
 def parse_duration_ms(value: object) -> int:
-    """Return the duration in milliseconds; raise ValueError with a reason a rule author can act on."""
+    """The duration in milliseconds; ValueError with a reason a rule author can act on."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(
-            f"duration must be a string like 150ms, 45s, 2m, 1h or 1d, got {value!r}"
-        )
+        raise ValueError(f"duration must be a string like 150ms, 45s, 2m, 1h or 1d, got {value!r}")
     match = _DURATION.match(value)
     if not match:
         raise ValueError(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DATE_TIME_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
 
 
 def parse_ts_ms(value: object) -> int:
@@ -17,7 +19,9 @@ def parse_ts_ms(value: object) -> int:
     a producer wrote is the one kept.
     """
     if isinstance(value, bool):
-        raise ValueError("ts must be integer epoch milliseconds or an RFC 3339 string, not a boolean")
+        raise ValueError(
+            "ts must be integer epoch milliseconds or an RFC 3339 string, not a boolean"
+        )
     if isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -26,7 +30,7 @@ def parse_ts_ms(value: object) -> int:
         raise ValueError(f"ts {value!r} is not an integer number of epoch milliseconds")
     if isinstance(value, str):
         text = value.strip()
-        if "T" not in text and "t" not in text and " " not in text:
+        if not _DATE_TIME_START.match(text):
             raise ValueError(
                 f"ts {value!r} is neither integer epoch milliseconds nor an RFC 3339 date-time"
             )
@@ -48,13 +52,17 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=False)
 
-    event_id: str = Field(min_length=1, description="Unique id of the event (tie-breaker in ordering).")
+    event_id: str = Field(
+        min_length=1, description="Unique id of the event (tie-breaker in ordering)."
+    )
     user_id: str = Field(min_length=1, description="The user the rules key by.")
     event_type: str = Field(min_length=1, description="What happened, e.g. add_to_cart.")
     ts: int = Field(
         description="Event time: integer epoch milliseconds, or an RFC 3339 string with a zone "
         "(normalised to epoch milliseconds).",
-        json_schema_extra={"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+        json_schema_extra={
+            "anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]
+        },
     )
     properties: dict[str, Any] = Field(default_factory=dict)
     device: str | None = None

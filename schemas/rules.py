@@ -240,6 +240,12 @@ def _reason(item: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"pattern.type is missing (expected one of {', '.join(PATTERN_TYPES)})"
     if kind == "string_pattern_mismatch" and item["loc"] == ("id",):
         return f"{raw.get('id')!r} is not a valid id (lowercase letters, digits and _ only)"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind in ("greater_than_equal", "greater_than"):
+        op = ">=" if kind == "greater_than_equal" else ">"
+        bound = item["ctx"]["ge" if kind == "greater_than_equal" else "gt"]
+        return f"must be {op} {bound}, got {item['input']!r}"
     if message.startswith("Value error, "):
         return message[len("Value error, ") :]
     return message

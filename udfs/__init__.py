@@ -1,1 +1,1 @@
-"""Pure Python logic of micro-moments: rule compiler, pattern engine, CRM clients, vendor payloads."""
+"""Pure logic of micro-moments: rule compiler, pattern engine, CRM clients, vendor payloads."""

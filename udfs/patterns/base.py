@@ -30,11 +30,18 @@ class RuleState:
         self.cooldown_until: int | None = None
 
     def __getstate__(self) -> tuple:
-        return (self.items, self.deadline, self.start_id, self.start_properties, self.cooldown_until)
+        return (
+            self.items,
+            self.deadline,
+            self.start_id,
+            self.start_properties,
+            self.cooldown_until,
+        )
 
     def __setstate__(self, state: tuple) -> None:
-        (self.items, self.deadline, self.start_id, self.start_properties,
-         self.cooldown_until) = state
+        (self.items, self.deadline, self.start_id, self.start_properties, self.cooldown_until) = (
+            state
+        )
 
     def is_empty(self) -> bool:
         return not self.items and self.deadline is None and self.cooldown_until is None
@@ -47,7 +54,7 @@ class RuleState:
 
 
 class PatternRule:
-    """A compiled rule. Subclasses implement `on_event`; deadline patterns also use `fire_deadline`."""
+    """A compiled rule: subclasses implement `on_event`; deadline patterns use `fire_deadline`."""
 
     has_deadline = False
     #: True when the pattern may need events of any type (silence: every event moves the deadline).

@@ -1,4 +1,4 @@
-"""`count`: fire on the event that makes `threshold` matching events with last.ts - first.ts < within."""
+"""`count`: fire on the event making `threshold` matches with last.ts - first.ts < within."""
 
 from __future__ import annotations
 
