@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "validate": ("jobs.validate", "check a rules file and print one line per rule"),
     "schema": ("jobs.schema", "print the JSON Schema of an event, the rules file or an action"),
     "backtest": ("jobs.backtest", "replay an events file (JSONL or Parquet) through the rules"),
+    "generate": ("jobs.generate", "write a seeded, realistic event stream (JSONL or Parquet)"),
     "run": ("jobs.detect", "run the PyFlink detection job (Kafka or file in, actions out)"),
     "deliver": ("jobs.deliver", "deliver actions to Braze / Iterable (Kafka topic or file)"),
 }

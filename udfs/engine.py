@@ -15,7 +15,9 @@ for the next advance. `float('inf')` ends a bounded input and flushes everything
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterable
+from operator import itemgetter
 
 from schemas.rules import Rule
 from udfs.model import EngineEvent, Fire
@@ -30,6 +32,7 @@ class UserState:
     __slots__ = ("pending", "rules")
 
     def __init__(self) -> None:
+        # Buffered events, kept sorted by (ts, event_id).
         self.pending: list[EngineEvent] = []
         self.rules: dict[str, RuleState] = {}
 
@@ -46,8 +49,7 @@ class UserState:
         return f"UserState(pending={self.pending!r}, rules={self.rules!r})"
 
 
-def _order(event: EngineEvent) -> tuple[int, str]:
-    return (event.ts, event.event_id)
+_order = itemgetter(0, 1)  # (ts, event_id): the order a user's events are matched in
 
 
 class Engine:
@@ -61,19 +63,18 @@ class Engine:
     def accept(self, state: UserState, event: EngineEvent, watermark: float) -> bool:
         if event.ts < watermark:
             return False
-        state.pending.append(event)
+        insort(state.pending, event, key=_order)
         return True
 
     def advance(self, state: UserState, watermark: float) -> list[Fire]:
         fires: list[Fire] = []
         rules = state.rules
-        if len(rules) > len(self._known) or any(r not in self._known for r in rules):
+        if not rules.keys() <= self._known:
             # State restored from a savepoint of an older rule set: drop rules that are gone.
             for rule_id in [r for r in rules if r not in self._known]:
                 del rules[rule_id]
         pending = state.pending
         if pending:
-            pending.sort(key=_order)
             ready = 0
             while ready < len(pending) and pending[ready].ts < watermark:
                 ready += 1
@@ -114,7 +115,7 @@ class Engine:
         times = []
         if state.pending:
             # An event at ts is matched once the watermark passes it (W > ts).
-            times.append(min(e.ts for e in state.pending) + 1)
+            times.append(state.pending[0].ts + 1)
         for pattern in self.patterns:
             rule_state = state.rules.get(pattern.rule_id)
             if rule_state is not None:
