@@ -1,0 +1,297 @@
+"""Send a batch of actions to the vendors they name, within rate limits, retrying what may succeed
+later, until every (action, destination) has a final outcome: delivered or dead-lettered.
+
+The only early exit is `stop` (SIGTERM, Ctrl-C): requests not yet finished come back unfinished,
+so the caller does not commit them and a restart delivers them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.action import Action
+from udfs.delivery.redact import redact
+from udfs.delivery.transport import TransportError
+from udfs.vendors.http import HttpRequest, HttpResponse
+from udfs.vendors.outcome import Outcome, Plan, Verdict
+from udfs.vendors.ratelimit import RateLimiter
+from udfs.vendors.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+VENDOR_DESTINATIONS = ("braze", "iterable")
+
+
+class Adapter(Protocol):
+    name: str
+
+    def plan(self, actions: Sequence[Action]) -> Plan: ...
+
+    def classify(self, request: HttpRequest, response: HttpResponse) -> Outcome: ...
+
+
+class Transport(Protocol):
+    def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The final word on one action at one destination (or `finished=False` after a stop)."""
+
+    action: Action
+    destination: str
+    delivered: bool
+    finished: bool = True
+    status: int | None = None
+    response: str = ""  # vendor's body (or our reason) for a dead letter
+    reason: str = ""
+    attempts: int = 0
+    endpoint: str = ""
+
+
+@dataclass
+class DeliveryStats:
+    requests: int = 0  # HTTP sends, including retries
+    retries: int = 0  # sends after the first for a request (5xx, timeout, dropped, 429)
+    rate_limited: int = 0  # 429 responses
+    transport_errors: int = 0  # timeouts and dropped connections
+    server_errors: int = 0  # 5xx
+    delivered: int = 0  # (action, destination) pairs
+    dead_lettered: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def count_status(self, status: int | str) -> None:
+        with self._lock:
+            self.by_status[status] += 1
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "transport_errors": self.transport_errors,
+                "server_errors": self.server_errors,
+                "delivered": self.delivered,
+                "dead_lettered": self.dead_lettered,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items(), key=str)},
+            }
+
+
+@dataclass(frozen=True)
+class _RequestResult:
+    request: HttpRequest
+    outcome: Outcome | None  # None: stopped before a final outcome
+    response: str
+    attempts: int
+
+
+class Deliverer:
+    def __init__(
+        self,
+        adapters: Mapping[str, Adapter],
+        limiters: Mapping[str, RateLimiter],
+        transport: Transport,
+        policy: RetryPolicy | None = None,
+        concurrency: int = 8,
+        stop: threading.Event | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.adapters = dict(adapters)
+        self.limiters = dict(limiters)
+        self.transport = transport
+        self.policy = policy or RetryPolicy()
+        self.stop = stop or threading.Event()
+        self.stats = DeliveryStats()
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
+        self._warned_unconfigured: set[str] = set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def deliver(self, actions: Sequence[Action]) -> list[DeliveryResult]:
+        """One result per (action, vendor destination it names); `kafka` needs no delivery."""
+        results: list[DeliveryResult] = []
+        futures = []
+        plans: dict[str, tuple[Plan, dict[str, Action]]] = {}
+        for destination in VENDOR_DESTINATIONS:
+            wanted = [a for a in actions if destination in a.destinations]
+            if not wanted:
+                continue
+            adapter = self.adapters.get(destination)
+            if adapter is None:
+                results.extend(self._unconfigured(destination, wanted))
+                continue
+            plan = adapter.plan(wanted)
+            by_id = {a.action_id: a for a in wanted}
+            plans[destination] = (plan, by_id)
+            for action_id, reason in plan.rejected.items():
+                results.append(self._dead(by_id[action_id], destination, None, reason, reason, 0))
+            for request in plan.requests:
+                futures.append(
+                    (destination, by_id, self._pool.submit(self._send, adapter, request))
+                )
+        for destination, by_id, future in futures:
+            results.extend(self._results(destination, by_id, future.result()))
+        return results
+
+    def _unconfigured(self, destination: str, actions: Sequence[Action]) -> list[DeliveryResult]:
+        reason = f"destination {destination} is not configured in this delivery job"
+        if destination not in self._warned_unconfigured:
+            self._warned_unconfigured.add(destination)
+            log.warning("%s: actions for it go to the dead-letter topic", reason)
+        return [self._dead(a, destination, None, reason, reason, 0) for a in actions]
+
+    def _dead(
+        self,
+        action: Action,
+        destination: str,
+        status: int | None,
+        response: str,
+        reason: str,
+        attempts: int,
+        endpoint: str = "",
+    ) -> DeliveryResult:
+        self.stats.add(dead_lettered=1)
+        return DeliveryResult(
+            action, destination, False, True, status, response, reason, attempts, endpoint
+        )
+
+    def _results(
+        self, destination: str, by_id: Mapping[str, Action], result: _RequestResult
+    ) -> list[DeliveryResult]:
+        request, outcome = result.request, result.outcome
+        out: list[DeliveryResult] = []
+        for action_id in request.action_ids:
+            action = by_id[action_id]
+            if outcome is None:
+                out.append(
+                    DeliveryResult(action, destination, False, False, attempts=result.attempts)
+                )
+            elif outcome.verdict is Verdict.DELIVERED and action_id not in outcome.failed:
+                self.stats.add(delivered=1)
+                out.append(
+                    DeliveryResult(
+                        action,
+                        destination,
+                        True,
+                        status=outcome.status,
+                        attempts=result.attempts,
+                        endpoint=request.path,
+                    )
+                )
+            else:
+                reason = outcome.failed.get(action_id) or outcome.message or outcome.verdict.value
+                out.append(
+                    self._dead(
+                        action,
+                        destination,
+                        outcome.status,
+                        result.response,
+                        reason,
+                        result.attempts,
+                        request.path,
+                    )
+                )
+        return out
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopped; True if still running."""
+        if seconds > 0:
+            return not self.stop.wait(seconds)
+        return not self.stop.is_set()
+
+    def _send(self, adapter: Adapter, request: HttpRequest) -> _RequestResult:
+        """Send one request until it has a final outcome (or the job stops)."""
+        limiter = self.limiters.get(request.endpoint)
+        attempts = 0
+        failures = 0  # 5xx / transport errors, bounded by max_attempts
+        rate_limited = 0
+        while True:
+            if limiter is not None:
+                if not self._wait(limiter.reserve()):
+                    return _RequestResult(request, None, "", attempts)
+                # A 429 seen by another request while we waited pauses this one too.
+                while (paused := limiter.paused_for()) > 0:
+                    if not self._wait(paused):
+                        return _RequestResult(request, None, "", attempts)
+            elif self.stop.is_set():
+                return _RequestResult(request, None, "", attempts)
+            attempts += 1
+            self.stats.add(requests=1, retries=1 if attempts > 1 else 0)
+            try:
+                response = self.transport.send(request)
+            except TransportError as exc:
+                self.stats.add(transport_errors=1)
+                self.stats.count_status(exc.kind)
+                outcome = Outcome(Verdict.RETRY, None, str(exc))
+                body = str(exc)
+            else:
+                self.stats.count_status(response.status)
+                outcome = adapter.classify(request, response)
+                body = response.text()
+            if outcome.verdict in (Verdict.DELIVERED, Verdict.FAILED):
+                if outcome.verdict is Verdict.FAILED:
+                    log.warning(
+                        "%s %s: %s permanently (%d actions to the dead-letter topic): %s",
+                        request.vendor,
+                        request.path,
+                        outcome.status,
+                        len(request.items),
+                        redact(outcome.message)[:300],
+                    )
+                return _RequestResult(request, outcome, body, attempts)
+            if outcome.verdict is Verdict.RATE_LIMITED:
+                self.stats.add(rate_limited=1)
+                rate_limited += 1
+                if rate_limited > self.policy.max_rate_limited:
+                    return _RequestResult(request, _gave_up(outcome, rate_limited), body, attempts)
+                delay = outcome.retry_after_s
+                if delay is None:
+                    delay = self.policy.backoff_s(rate_limited, self._rng)
+                # A little jitter so paused workers do not all return in the same millisecond.
+                delay += self._rng.uniform(0, 0.05)
+                if limiter is not None:
+                    limiter.pause(delay)
+                if not self._wait(delay):
+                    return _RequestResult(request, None, "", attempts)
+                continue
+            if outcome.status is not None:
+                self.stats.add(server_errors=1)
+            failures += 1
+            if failures >= self.policy.max_attempts:
+                log.warning(
+                    "%s %s: giving up after %d attempts: %s",
+                    request.vendor,
+                    request.path,
+                    attempts,
+                    redact(outcome.message)[:300],
+                )
+                return _RequestResult(request, _gave_up(outcome, failures), body, attempts)
+            if not self._wait(self.policy.backoff_s(failures, self._rng)):
+                return _RequestResult(request, None, "", attempts)
+
+
+def _gave_up(outcome: Outcome, tries: int) -> Outcome:
+    return Outcome(
+        Verdict.FAILED,
+        outcome.status,
+        f"gave up after {tries} tries ({outcome.verdict.value}): {outcome.message}",
+    )
