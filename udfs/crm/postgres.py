@@ -1,8 +1,9 @@
 """CRM profiles from a PostgreSQL table, one row per user, through a connection pool.
 
-The sync path uses a `psycopg_pool.ConnectionPool`, the async path an `AsyncConnectionPool` opened
-lazily on the event loop of the first `alookup` (PyFlink runs `async_invoke` on a loop thread of its
-own, created after `open()`). Both pools start empty-handed and connect in the background, so
+The sync path uses a `psycopg_pool.ConnectionPool`; the async path an `AsyncConnectionPool` on an
+event loop thread this object owns, and `alookup` awaits it from whatever loop calls it. PyFlink
+runs `async_invoke` on a loop it creates after `open()` and stops before `close()`; a pool bound to
+that loop could not be closed cleanly, this one can. Both pools connect in the background, so
 building the lookup never blocks or fails when the database is down.
 """
 
@@ -123,8 +124,8 @@ class PostgresProfileLookup:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
-        self._apool_loop: asyncio.AbstractEventLoop | None = None
-        self._apool_lock: asyncio.Lock | None = None
+        self._io_loop: asyncio.AbstractEventLoop | None = None
+        self._io_thread: threading.Thread | None = None
         self._warn = ThrottledWarning(log)
 
     def __repr__(self) -> str:
@@ -174,23 +175,36 @@ class PostgresProfileLookup:
                 time.sleep(delay)
                 attempt += 1
 
+    def _io(self) -> asyncio.AbstractEventLoop:
+        if self._io_loop is None:
+            with self._lock:
+                if self._io_loop is None:
+                    loop = asyncio.new_event_loop()
+                    thread = threading.Thread(
+                        target=loop.run_forever, name="crm-postgres-io", daemon=True
+                    )
+                    thread.start()
+                    self._io_thread, self._io_loop = thread, loop
+        return self._io_loop
+
     async def _async_pool(self) -> AsyncConnectionPool:
-        loop = asyncio.get_running_loop()
-        if self._apool is not None and self._apool_loop is loop:
-            return self._apool
-        if self._apool_lock is None or self._apool_loop is not loop:
-            self._apool_lock = asyncio.Lock()
-            # A pool belongs to one loop; a new loop (an operator reopened in the same worker)
-            # gets a new pool, and the old one goes with its loop.
-            self._apool, self._apool_loop = None, loop
-        async with self._apool_lock:
-            if self._apool is None:
-                pool = AsyncConnectionPool(open=False, **self._pool_args())
-                await pool.open(wait=False)
-                self._apool = pool
+        # Only ever runs on the I/O loop, one coroutine step at a time: no lock needed.
+        if self._apool is None:
+            pool = AsyncConnectionPool(open=False, **self._pool_args())
+            self._apool = pool
+            await pool.open(wait=False)
         return self._apool
 
     async def alookup(self, user_id: str) -> LookupResult:
+        io_loop = self._io()
+        if asyncio.get_running_loop() is io_loop:
+            return await self._alookup(user_id)
+        # Cancelling this await cancels the lookup on the I/O loop too.
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._alookup(user_id), io_loop)
+        )
+
+    async def _alookup(self, user_id: str) -> LookupResult:
         budget = Budget(self._timeout_s)
         attempt = 0
         while True:
@@ -234,30 +248,26 @@ class PostgresProfileLookup:
         return reason
 
     def close(self) -> None:
-        """Closes the sync pool, and the async pool when its loop still runs in another thread
-        (PyFlink stops its loop before calling `close()`; a stopped loop's pool is dropped)."""
+        """Closes both pools and stops the I/O loop; safe to call twice, from any thread but the
+        I/O loop's own."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=1.0)
-        apool, loop = self._apool, self._apool_loop
-        self._apool = self._apool_loop = self._apool_lock = None
-        if apool is None or loop is None or loop.is_closed():
+        with self._lock:
+            loop, thread, apool = self._io_loop, self._io_thread, self._apool
+            self._io_loop = self._io_thread = self._apool = None
+        if loop is None:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop.is_running() and running is not loop:
-            future = asyncio.run_coroutine_threadsafe(apool.close(timeout=1.0), loop)
+        if apool is not None:
             try:
-                future.result(timeout=2.0)
+                asyncio.run_coroutine_threadsafe(apool.close(timeout=1.0), loop).result(2.0)
             except Exception as exc:
                 log.debug("closing the async CRM pool: %s", describe_error(exc))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=2.0)
+        if not thread.is_alive():
+            loop.close()
 
     async def aclose(self) -> None:
-        """Closes both pools from inside the event loop that runs `alookup`."""
-        apool, self._apool = self._apool, None
-        self._apool_loop = self._apool_lock = None
-        if apool is not None:
-            await apool.close(timeout=1.0)
-        self.close()
+        """`close()` without blocking the calling event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
