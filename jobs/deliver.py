@@ -230,8 +230,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--max-idle",
         type=_duration_s,
         metavar="DURATION",
-        help="Kafka mode: stop after this long without new actions (default: run until "
-        "SIGTERM / Ctrl-C)",
+        help="Kafka mode: stop after this long without new actions, counted once partitions "
+        "are assigned (default: run until SIGTERM / Ctrl-C)",
     )
     lifetime.add_argument(
         "--max-actions",
@@ -509,6 +509,11 @@ def deliver_topic(
                 consumer, min(args.batch_size, remaining or args.batch_size), args.linger, stop
             )
             if not records:
+                if not consumer.assignment():
+                    # Not idle yet: still joining the group (e.g. waiting for a crashed member's
+                    # session to time out before its partitions are handed over).
+                    last_record_at = time.monotonic()
+                    continue
                 if args.max_idle is not None and time.monotonic() - last_record_at >= args.max_idle:
                     log.info("idle for %.1fs: stopping", args.max_idle)
                     break
