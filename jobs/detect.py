@@ -1,13 +1,279 @@
-"""Placeholder for `moments detect`; filled by its issue."""
+"""`moments run`: the PyFlink detection job.
+
+    events (file or Kafka) -> decode (bad -> DLQ) -> event-time watermarks -> key_by(user_id)
+      -> rule engine (late -> late events) -> actions (file or Kafka, keyed by user_id)
+
+`build_pipeline` is the whole topology for both modes; `run` picks the source and sink. The same
+file runs under `flink run -py jobs/detect.py -- --rules ...` on a cluster.
+"""
 
 from __future__ import annotations
 
+import glob
+import sys
+from pathlib import Path
+
+from jobs import settings
 from jobs.cli import UsageError
+from jobs.config import ConfigError, DetectConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+JARS_DIR = ROOT / ".cache" / "jars" / "flink"
+PACKAGES = ("jobs", "udfs", "schemas")
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+REPORTER_FACTORIES = {
+    "prometheus": PROMETHEUS_FACTORY,
+    "jmx": "org.apache.flink.metrics.jmx.JMXReporterFactory",
+    "slf4j": "org.apache.flink.metrics.slf4j.Slf4jReporterFactory",
+}
 
 
 def configure_parser(parser) -> None:
-    pass
+    parser.add_argument("--rules", required=True, metavar="RULES.yaml", help="the rules file")
+    files = parser.add_argument_group("file mode (no Kafka)")
+    files.add_argument("--events", metavar="EVENTS.jsonl", help="read events from this file")
+    files.add_argument("--out", metavar="ACTIONS.jsonl", help="write actions here")
+    files.add_argument("--late-out", metavar="LATE.jsonl", help="write late events here")
+    files.add_argument("--dlq-out", metavar="DLQ.jsonl", help="write invalid records here")
+    kafka = parser.add_argument_group("Kafka mode")
+    kafka.add_argument(
+        "--bootstrap-servers",
+        help=f"Kafka bootstrap servers (default: ${settings.ENV_KAFKA_BOOTSTRAP} when no --events)",
+    )
+    kafka.add_argument("--events-topic", default=settings.EVENTS_TOPIC)
+    kafka.add_argument("--actions-topic", default=settings.ACTIONS_TOPIC)
+    kafka.add_argument("--dlq-topic", default=settings.EVENTS_DLQ_TOPIC)
+    kafka.add_argument("--late-topic", default=settings.LATE_EVENTS_TOPIC)
+    kafka.add_argument("--group-id", default="moments-detect", help="consumer group of the job")
+    kafka.add_argument(
+        "--starting-offsets",
+        choices=["earliest", "latest", "committed"],
+        default="committed",
+        help="where to start reading: the group's committed offsets (earliest if none), "
+        "the earliest or the latest offsets",
+    )
+    kafka.add_argument(
+        "--delivery",
+        choices=["at-least-once", "exactly-once"],
+        default="at-least-once",
+        help="actions sink guarantee; exactly-once makes actions visible to read_committed "
+        "consumers at each checkpoint",
+    )
+    kafka.add_argument("--transactional-id-prefix", default="moments-detect")
+    kafka.add_argument("--checkpoint-interval", default="10s", help="0 disables checkpoints")
+    kafka.add_argument("--checkpoint-dir", help="checkpoint storage (path or URI)")
+    kafka.add_argument(
+        "--from-checkpoint", metavar="PATH", help="restore from this checkpoint or savepoint"
+    )
+    timing = parser.add_argument_group("event time")
+    timing.add_argument(
+        "--max-out-of-orderness", default="2s", help="watermark bound (default 2s; 0 allowed)"
+    )
+    timing.add_argument(
+        "--idle-fire-after",
+        help="fire pending deadlines after this much wall-clock idleness "
+        "(default 5s in Kafka mode, off in file mode; 'off' disables)",
+    )
+    timing.add_argument(
+        "--source-idle-timeout",
+        default="1s",
+        help="a source split without records for this long stops holding the watermark back",
+    )
+    timing.add_argument("--state-ttl", default="7d", help="safety-net TTL of per-user state")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--parallelism", type=int)
+    runtime.add_argument(
+        "--execution-mode",
+        choices=["process", "thread"],
+        default="thread",
+        help="PyFlink Python execution mode (thread: in the JVM via PEMJA, faster)",
+    )
+    runtime.add_argument(
+        "--no-jvm-prefilter",
+        action="store_true",
+        help="decode every record in Python (default: skip, in the JVM, events no rule reads)",
+    )
+    runtime.add_argument(
+        "--metrics-reporter",
+        choices=["none", "prometheus", "jmx", "slf4j"],
+        default="none",
+        help="Flink metric reporter (its jar must be on Flink's classpath: see README)",
+    )
+    runtime.add_argument("--prometheus-port", default="9249", help="port or range, e.g. 9249-9260")
+    runtime.add_argument(
+        "--jar",
+        action="append",
+        help="extra jar for the job (the Kafka connector is found in .cache/jars/flink)",
+    )
+    runtime.add_argument("--rest-port", type=int, help="local MiniCluster web/REST port")
+
+
+def flink_configuration(config: DetectConfig, args=None):
+    from pyflink.common import Configuration
+
+    conf = Configuration()
+    conf.set_string("python.executable", config.python_executable)
+    conf.set_string("python.client.executable", config.python_executable)
+    conf.set_string("python.execution-mode", config.execution_mode)
+    # Many users per subtask: the default of 1000 cached keys thrashes (PYFLINK_FACTS.md).
+    conf.set_string("python.state.cache-size", "100000")
+    conf.set_string("python.fn-execution.bundle.time", "100")
+    jars = [str(j) for j in config.jars]
+    if config.kafka_mode and not any("kafka" in Path(j).name for j in jars):
+        jars += sorted(glob.glob(str(JARS_DIR / "flink-sql-connector-kafka-*.jar")))
+    if jars:
+        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
+    if config.kafka_mode and config.checkpoint_interval_ms:
+        conf.set_string("execution.checkpointing.interval", f"{config.checkpoint_interval_ms} ms")
+        conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+        conf.set_string(
+            "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+        )
+        if config.checkpoint_dir:
+            conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
+            conf.set_string("execution.checkpointing.storage", "filesystem")
+    if args is not None and getattr(args, "from_checkpoint", None):
+        conf.set_string("execution.state-recovery.path", args.from_checkpoint)
+    if args is not None and getattr(args, "rest_port", None):
+        conf.set_string("rest.port", str(args.rest_port))
+    if config.metrics_reporter != "none":
+        factory = REPORTER_FACTORIES[config.metrics_reporter]
+        name = "prom" if config.metrics_reporter == "prometheus" else config.metrics_reporter
+        conf.set_string(f"metrics.reporter.{name}.factory.class", factory)
+        if config.metrics_reporter == "prometheus":
+            conf.set_string(f"metrics.reporter.{name}.port", config.prometheus_port)
+    return conf
+
+
+def build_pipeline(env, t_env, config: DetectConfig):
+    """The topology, source to output rows; returns the union of actions, late and DLQ rows."""
+    from pyflink.common import Duration, Types, WatermarkStrategy
+
+    from jobs import sources
+    from jobs.operators import (
+        DLQ_TAG,
+        LATE_TAG,
+        OUTPUT_ROW,
+        DecodeEvents,
+        DetectMoments,
+        EventTimeOf,
+    )
+
+    file_mode = not config.kafka_mode
+    if file_mode:
+        raw = sources.file_lines(env, config)
+        decoder = DecodeEvents(
+            source=str(config.events_path), replay_lateness_ms=config.max_out_of_orderness_ms
+        )
+    else:
+        raw = sources.kafka_records(t_env, config)
+        decoder = DecodeEvents()
+    decoded = (
+        raw.process(decoder, output_type=Types.PICKLED_BYTE_ARRAY()).name("decode").uid("decode")
+    )
+    if file_mode:
+        decoded = decoded.set_parallelism(1)
+
+    # Flink emits max_ts - d - 1; the engine's (and backtest's) watermark is max_ts - bound.
+    bound = config.max_out_of_orderness_ms
+    watermarks = (
+        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound - 1))
+        if bound > 0
+        else WatermarkStrategy.for_monotonous_timestamps()
+    ).with_timestamp_assigner(EventTimeOf())
+    if not file_mode:
+        watermarks = watermarks.with_idleness(Duration.of_millis(config.source_idle_timeout_ms))
+    timed = (
+        decoded.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
+    )
+    if file_mode:
+        timed = timed.set_parallelism(1)
+
+    detected = (
+        timed.key_by(lambda record: record[0], key_type=Types.STRING())
+        .process(
+            DetectMoments(
+                config.rules,
+                state_ttl_ms=config.state_ttl_ms,
+                idle_fire_after_ms=config.idle_fire_after_ms,
+                event_time_detected_at=file_mode,
+            ),
+            output_type=OUTPUT_ROW,
+        )
+        .name("detect")
+        .uid("detect")
+    )
+    outputs = [decoded.get_side_output(DLQ_TAG), detected.get_side_output(LATE_TAG)]
+    if file_mode:
+        outputs.append(decoded.get_side_output(LATE_TAG))
+    return detected.union(*outputs)
+
+
+def _environment(config: DetectConfig, args):
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config, args))
+    if config.parallelism:
+        env.set_parallelism(config.parallelism)
+    for package in PACKAGES:
+        env.add_python_file(str(ROOT / package))
+    t_env = StreamTableEnvironment.create(env) if config.kafka_mode else None
+    return env, t_env
+
+
+def run_file_mode(config: DetectConfig, args) -> dict[str, int]:
+    from jobs.sinks import FileOutputs
+
+    env, t_env = _environment(config, args)
+    rows = build_pipeline(env, t_env, config)
+    outputs = FileOutputs(config)
+    with rows.execute_and_collect("moments-detect (file)") as results:
+        counts = outputs.write_all(results)
+    events_in = _count_records(config.events_path)
+    summary = {
+        "events_in": events_in,
+        "processed": events_in - counts["late"] - counts["dlq"],
+        "late": counts["late"],
+        "dead_lettered": counts["dlq"],
+        "actions": counts["action"],
+    }
+    return summary
+
+
+def run_kafka_mode(config: DetectConfig, args) -> None:
+    from jobs.sinks import add_kafka_sink
+
+    env, t_env = _environment(config, args)
+    rows = build_pipeline(env, t_env, config)
+    statements = add_kafka_sink(t_env, rows, config)
+    statements.attach_as_datastream()
+    env.execute("moments-detect (kafka)")
+
+
+def _count_records(path: Path) -> int:
+    with open(path, "rb") as lines:
+        return sum(1 for line in lines if line.strip())
 
 
 def run(args) -> int:
-    raise UsageError("not implemented yet")
+    try:
+        config = DetectConfig.from_args(args)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if config.kafka_mode:
+        run_kafka_mode(config, args)
+        return 0
+    summary = run_file_mode(config, args)
+    print(
+        "moments run: {events_in} events in, {processed} processed, {late} late, "
+        "{dead_lettered} dead-lettered; {actions} actions".format(**summary),
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    from jobs.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))

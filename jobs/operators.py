@@ -1,0 +1,250 @@
+"""The Python operators of the detection job: decode (bad records out), the engine host (keyed
+state, timers, late events out) and the output rows every sink understands.
+
+Records between operators: a decoded event is `(user_id, EngineEvent, raw)`; an output row is
+`Row(kind, key, value)` with kind `action`, `late` or `dlq` and value the JSON text.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pyflink.common import Row
+from pyflink.common.time import Time
+from pyflink.common.typeinfo import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, TimeDomain
+from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
+
+from schemas.rules import Rule
+from udfs.actions import build_action
+from udfs.decode import InvalidEvent, dead_letter_json, decode_event
+from udfs.engine import Engine, UserState
+from udfs.model import EngineEvent
+
+KIND_ACTION, KIND_LATE, KIND_DLQ = "action", "late", "dlq"
+OUTPUT_ROW = Types.ROW_NAMED(
+    ["kind", "key", "value"], [Types.STRING(), Types.STRING(), Types.STRING()]
+)
+DLQ_TAG = OutputTag("dead-letter", OUTPUT_ROW)
+LATE_TAG = OutputTag("late-events", OUTPUT_ROW)
+
+# Flink's watermark before any arrives, and after the end of a bounded input.
+MIN_WATERMARK = -(2**63)
+MAX_WATERMARK = 2**63 - 1
+
+
+def _raw_text(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+
+
+class DecodeEvents(ProcessFunction):
+    """Raw JSON -> `(user_id, EngineEvent, raw)`; a record failing the contract goes to DLQ_TAG.
+
+    Input is a line of the events file (`source` names it; the offset is the 1-based line number,
+    so this operator runs at parallelism 1 in file mode) or a Row(value, topic, partition, offset)
+    from Kafka.
+
+    `replay_lateness_ms`: in file mode, decide lateness here exactly as the backtest does (an
+    event is late iff its ts is below max_ts_seen - bound, in file order). Flink's periodic
+    watermark lags that rule, so without it a file run could accept events the backtest calls
+    late; with it, file mode and the backtest agree on every input.
+    """
+
+    def __init__(self, source: str | None = None, replay_lateness_ms: int | None = None):
+        self.source = source
+        self.replay_lateness_ms = replay_lateness_ms
+
+    def open(self, runtime_context) -> None:
+        self.line = 0
+        self.max_ts: int | None = None
+        metrics = runtime_context.get_metrics_group()
+        self.events_in = metrics.counter("events_in")
+        self.invalid = metrics.counter("invalid")
+
+    def process_element(self, value: Any, ctx):
+        if self.source is not None:
+            self.line += 1
+            if not value.strip():
+                return  # blank lines are not records (the backtest skips them too)
+            raw, where = value, {"source": self.source, "offset": self.line}
+        else:
+            raw = value[0]
+            where = {"topic": value[1], "partition": value[2], "offset": value[3]}
+        self.events_in.inc()
+        try:
+            event = decode_event(raw)
+        except InvalidEvent as error:
+            self.invalid.inc()
+            yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, error.reason, **where))
+            return
+        except Exception as error:  # noqa: BLE001 - bad input must never fail the job
+            self.invalid.inc()
+            reason = f"undecodable: {type(error).__name__}: {error}"
+            yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, reason, **where))
+            return
+        if self.replay_lateness_ms is not None:
+            max_ts = self.max_ts
+            if max_ts is not None and event.ts < max_ts - self.replay_lateness_ms:
+                yield LATE_TAG, Row(KIND_LATE, event.user_id, _raw_text(raw))
+                return
+            if max_ts is None or event.ts > max_ts:
+                self.max_ts = event.ts
+        yield event.user_id, EngineEvent.from_event(event), _raw_text(raw)
+
+
+class EventTimeOf(TimestampAssigner):
+    def extract_timestamp(self, value, record_timestamp: int) -> int:
+        return value[1].ts
+
+
+class DetectMoments(KeyedProcessFunction):
+    """Hosts the rule engine per user: state in keyed state, deadlines as event-time timers.
+
+    Timers: an accepted event registers `ts + 1` (when the watermark passes it, it is matched);
+    after each advance the engine's next `wakeup` is registered. So the earliest wakeup of every
+    user is always registered and a timer that finds `wakeup > watermark` is stale and skipped.
+
+    Liveness (`idle_fire_after_ms`): with it set, every registered wakeup T also gets a
+    processing-time timer. When it fires and the watermark has not reached T, and the watermark
+    has not moved for `idle_fire_after_ms` of wall-clock time, and wall-clock time is past
+    T + idle_fire_after_ms, this user's event time is forced to T: the engine advances to T (the
+    deadline fires at its own trigger_ts) and later events of this user below T are late. The
+    forced time is kept in keyed state, so it survives restarts.
+
+    detected_at: wall-clock ms (`event_time_detected_at` False) or the event time at which the
+    engine detected the fire (the timer's time, at least trigger_ts) for file replays.
+    """
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        state_ttl_ms: int,
+        idle_fire_after_ms: int | None = None,
+        event_time_detected_at: bool = False,
+        emit_json: bool = True,
+    ):
+        self.rules = rules
+        self.state_ttl_ms = state_ttl_ms
+        self.idle_fire_after_ms = idle_fire_after_ms
+        self.event_time_detected_at = event_time_detected_at
+        self.emit_json = emit_json
+
+    def open(self, runtime_context) -> None:
+        self.engine = Engine(self.rules)
+        ttl = (
+            StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
+            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+            .build()
+        )
+        descriptor = ValueStateDescriptor("engine", Types.PICKLED_BYTE_ARRAY())
+        descriptor.enable_time_to_live(ttl)
+        self.state = runtime_context.get_state(descriptor)
+        self.forced = None
+        if self.idle_fire_after_ms:
+            forced = ValueStateDescriptor("idle-forced-event-time", Types.LONG())
+            forced.enable_time_to_live(ttl)
+            self.forced = runtime_context.get_state(forced)
+        self.watermark_seen = MIN_WATERMARK
+        self.watermark_moved_at = _now_ms()
+        metrics = runtime_context.get_metrics_group()
+        self.processed = metrics.counter("processed")
+        self.late = metrics.counter("late")
+        self.idle_fires = metrics.counter("idle_forced_advances")
+        self.actions = {
+            rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
+        }
+
+    def _watermark(self, ctx) -> int:
+        watermark = ctx.timer_service().current_watermark()
+        if watermark != self.watermark_seen:
+            self.watermark_seen = watermark
+            self.watermark_moved_at = _now_ms()
+        return watermark
+
+    def process_element(self, value, ctx):
+        user_id, event, raw = value
+        watermark = self._watermark(ctx)
+        if self.forced is not None:
+            forced = self.forced.value()
+            if forced is not None and forced > watermark:
+                watermark = forced
+        state = self.state.value()
+        if state is None:
+            state = UserState()
+        if not self.engine.accept(state, event, watermark):
+            self.late.inc()
+            yield LATE_TAG, Row(KIND_LATE, user_id, raw)
+            return
+        self.processed.inc()
+        self.state.update(state)
+        self._arm(ctx, event.ts + 1)
+
+    def _arm(self, ctx, wakeup: int) -> None:
+        timers = ctx.timer_service()
+        timers.register_event_time_timer(wakeup)
+        if self.idle_fire_after_ms:
+            # Rounded to 100 ms so a busy user registers few distinct processing-time timers.
+            due = max(_now_ms(), wakeup) + self.idle_fire_after_ms
+            timers.register_processing_time_timer(due - due % 100 + 100)
+
+    def on_timer(self, timestamp: int, ctx):
+        watermark = self._watermark(ctx)
+        state = self.state.value()
+        if state is None:
+            return
+        wakeup = self.engine.wakeup(state)
+        if wakeup is None:
+            self.state.clear()
+            return
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            if wakeup <= watermark:
+                return  # the event-time timer does it
+            if self.forced is not None:
+                forced = self.forced.value()
+                if forced is not None and forced >= wakeup:
+                    watermark = forced
+            if wakeup > watermark:
+                now = _now_ms()
+                due = max(wakeup, self.watermark_moved_at) + self.idle_fire_after_ms
+                if now < due:
+                    ctx.timer_service().register_processing_time_timer(due)
+                    return
+                self.idle_fires.inc()
+                self.forced.update(wakeup)
+                watermark = wakeup
+            detected_at = _now_ms()
+            advance_to = watermark
+        else:
+            if self.forced is not None:
+                forced = self.forced.value()
+                if forced is not None and forced > watermark:
+                    watermark = forced
+            if wakeup > watermark:
+                return  # stale: the current wakeup has its own timer
+            advance_to = watermark
+            detected_at = max(timestamp, 0) if self.event_time_detected_at else _now_ms()
+        fires = self.engine.advance(state, advance_to)
+        user_id = ctx.get_current_key()
+        for fire in fires:
+            rule = self.engine.by_id[fire.rule_id]
+            self.actions[fire.rule_id].inc()
+            action = build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
+            if self.emit_json:
+                yield Row(KIND_ACTION, user_id, action.to_json_bytes().decode())
+            else:
+                yield action
+        if state.is_empty():
+            # The forced event time (if any) stays: this user's older events remain late.
+            self.state.clear()
+            return
+        self.state.update(state)
+        next_wakeup = self.engine.wakeup(state)
+        if next_wakeup is not None:
+            self._arm(ctx, next_wakeup)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,69 @@
+"""Where raw events come from: a JSONL file (file mode) or the events topic (Kafka mode).
+
+Both give a stream of raw records for `DecodeEvents`: a line (str) from the file, or
+Row(value: bytes, topic, partition, offset) from Kafka. Kafka is read through the Table API's
+connector because its metadata columns give the topic/partition/offset the dead-letter records need
+(the DataStream KafkaSource in PyFlink only offers value-only deserializers).
+"""
+
+from __future__ import annotations
+
+from pyflink.common import WatermarkStrategy
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
+from pyflink.table import StreamTableEnvironment
+
+from jobs.config import DetectConfig
+
+_STARTUP_MODE = {
+    "earliest": "earliest-offset",
+    "latest": "latest-offset",
+    "committed": "group-offsets",
+}
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def file_lines(env: StreamExecutionEnvironment, config: DetectConfig):
+    """The events file, one line per record, in file order (a text file is not split)."""
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(config.events_path)
+    ).build()
+    return (
+        env.from_source(source, WatermarkStrategy.no_watermarks(), "events-file")
+        .uid("source-events-file")
+        .set_parallelism(1)
+    )
+
+
+def kafka_events_table_ddl(config: DetectConfig, table: str = "events_raw") -> str:
+    options = {
+        "connector": "kafka",
+        "topic": config.events_topic,
+        "properties.bootstrap.servers": config.bootstrap_servers,
+        "properties.group.id": config.group_id,
+        "properties.auto.offset.reset": "earliest",
+        # Only committed records of transactional producers (our own exactly-once sinks included).
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": _STARTUP_MODE[config.starting_offsets],
+        "format": "raw",
+    }
+    with_clause = ",\n  ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in options.items())
+    return f"""
+CREATE TEMPORARY TABLE {table} (
+  `value` BYTES,
+  `topic` STRING METADATA VIRTUAL,
+  `partition` INT METADATA VIRTUAL,
+  `offset` BIGINT METADATA VIRTUAL
+) WITH (
+  {with_clause}
+)"""
+
+
+def kafka_records(t_env: StreamTableEnvironment, config: DetectConfig):
+    """Raw records of the events topic as Row(value, topic, partition, offset)."""
+    t_env.execute_sql(kafka_events_table_ddl(config))
+    table = t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset` FROM events_raw")
+    return t_env.to_data_stream(table)
