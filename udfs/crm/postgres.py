@@ -1,10 +1,9 @@
 """CRM profiles from a PostgreSQL table, one row per user, through a connection pool.
 
-The sync path uses a `psycopg_pool.ConnectionPool`; the async path an `AsyncConnectionPool` on an
-event loop thread this object owns, and `alookup` awaits it from whatever loop calls it. PyFlink
-runs `async_invoke` on a loop it creates after `open()` and stops before `close()`; a pool bound to
-that loop could not be closed cleanly, this one can. Both pools connect in the background, so
-building the lookup never blocks or fails when the database is down.
+The sync path uses a `psycopg_pool.ConnectionPool`, which connects in the background, so building
+the lookup never blocks or fails when the database is down. The async path uses a
+`LoopConnectionPool` on the loop that calls `alookup` (PyFlink's `async_invoke` loop); see
+loop_pool.py for why not psycopg_pool's async pool.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from udfs.crm.base import (
     KEY_COLUMN,
@@ -34,6 +33,7 @@ from udfs.crm.base import (
     backoff_s,
     describe_error,
 )
+from udfs.crm.loop_pool import LoopConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,8 @@ class PostgresProfileLookup:
         }
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
-        self._apool: AsyncConnectionPool | None = None
-        self._io_loop: asyncio.AbstractEventLoop | None = None
-        self._io_thread: threading.Thread | None = None
+        # One async pool per event loop: a pool's connections belong to the loop they were made on.
+        self._apools: dict[asyncio.AbstractEventLoop, LoopConnectionPool] = {}
         self._warn = ThrottledWarning(log)
 
     def __repr__(self) -> str:
@@ -175,36 +174,20 @@ class PostgresProfileLookup:
                 time.sleep(delay)
                 attempt += 1
 
-    def _io(self) -> asyncio.AbstractEventLoop:
-        if self._io_loop is None:
+    def _async_pool(self) -> LoopConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
             with self._lock:
-                if self._io_loop is None:
-                    loop = asyncio.new_event_loop()
-                    thread = threading.Thread(
-                        target=loop.run_forever, name="crm-postgres-io", daemon=True
-                    )
-                    thread.start()
-                    self._io_thread, self._io_loop = thread, loop
-        return self._io_loop
-
-    async def _async_pool(self) -> AsyncConnectionPool:
-        # Only ever runs on the I/O loop, one coroutine step at a time: no lock needed.
-        if self._apool is None:
-            pool = AsyncConnectionPool(open=False, **self._pool_args())
-            self._apool = pool
-            await pool.open(wait=False)
-        return self._apool
+                # A loop that is gone (a reopened operator, another asyncio.run) leaves its pool.
+                for old_loop in [old for old in self._apools if old.is_closed()]:
+                    self._apools.pop(old_loop).close()
+                pool = self._apools[loop] = LoopConnectionPool(
+                    self._dsn, self._connect_kwargs, self._pool_size
+                )
+        return pool
 
     async def alookup(self, user_id: str) -> LookupResult:
-        io_loop = self._io()
-        if asyncio.get_running_loop() is io_loop:
-            return await self._alookup(user_id)
-        # Cancelling this await cancels the lookup on the I/O loop too.
-        return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._alookup(user_id), io_loop)
-        )
-
-    async def _alookup(self, user_id: str) -> LookupResult:
         budget = Budget(self._timeout_s)
         attempt = 0
         while True:
@@ -212,8 +195,7 @@ class PostgresProfileLookup:
                 # The statement timeout bounds a slow query on the server; this bounds a silent
                 # network, which the server cannot see.
                 async with asyncio.timeout(max(budget.remaining_s(), 0.001)):
-                    pool = await self._async_pool()
-                    async with pool.connection(timeout=max(budget.remaining_s(), 0.001)) as conn:
+                    async with self._async_pool().connection() as conn:
                         cursor = await conn.execute(self._query, (user_id,))
                         row = await cursor.fetchone()
                 return self._found(row, budget)
@@ -248,26 +230,14 @@ class PostgresProfileLookup:
         return reason
 
     def close(self) -> None:
-        """Closes both pools and stops the I/O loop; safe to call twice, from any thread but the
-        I/O loop's own."""
+        """Closes the pools; safe to call twice, from any thread, after the event loop is gone."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=1.0)
         with self._lock:
-            loop, thread, apool = self._io_loop, self._io_thread, self._apool
-            self._io_loop = self._io_thread = self._apool = None
-        if loop is None:
-            return
-        if apool is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(apool.close(timeout=1.0), loop).result(2.0)
-            except Exception as exc:
-                log.debug("closing the async CRM pool: %s", describe_error(exc))
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=2.0)
-        if not thread.is_alive():
-            loop.close()
+            apools, self._apools = list(self._apools.values()), {}
+        for apool in apools:
+            apool.close()
 
     async def aclose(self) -> None:
-        """`close()` without blocking the calling event loop."""
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        self.close()
