@@ -22,7 +22,7 @@ help:
 	@echo "make test        the whole suite, unit and integration (fixtures start the services)"
 	@echo "make test-unit   unit tests only (no JVM, no services)"
 	@echo "make lint        ruff"
-	@echo "make demo        (placeholder until the detection job lands)"
+	@echo "make demo        the system live for a minute (DEMO_ARGS=\"--duration 30\")"
 	@echo "make clean-run   stop the services and delete their state (.run/)"
 	@echo "make clean       clean-run, and delete resolved jars (.cache/jars)"
 
@@ -76,10 +76,10 @@ test-unit: $(VENV_STAMP)
 lint: $(VENV_STAMP)
 	$(BIN)/ruff check .
 
-demo: $(VENV_STAMP)
-	@echo "demo: the detection job (jobs/detect.py) is not there yet, so there is nothing to demo."
-	@echo "demo: this is the CLI as it stands:"
-	$(BIN)/moments --help
+# The whole system for about a minute: local Kafka + PostgreSQL, detection and delivery jobs,
+# local Braze/Iterable-compatible endpoints, a generated stream; stops what it started.
+demo: setup
+	@$(RUN_PY) $(BIN)/python deploy/local/demo.py $(DEMO_ARGS)
 
 # .run/postgres may be a symlink to /tmp (see deploy/local/postgres.sh): delete its target too.
 clean-run: infra-down
