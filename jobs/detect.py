@@ -118,6 +118,7 @@ def flink_configuration(config: DetectConfig, args=None):
     # Many users per subtask: the default of 1000 cached keys thrashes (PYFLINK_FACTS.md).
     conf.set_string("python.state.cache-size", "100000")
     conf.set_string("python.fn-execution.bundle.time", "100")
+    conf.set_string("pipeline.auto-watermark-interval", "200 ms")
     jars = [str(j) for j in config.jars]
     if config.kafka_mode and not any("kafka" in Path(j).name for j in jars):
         jars += sorted(glob.glob(str(JARS_DIR / "flink-sql-connector-kafka-*.jar")))
@@ -180,9 +181,11 @@ def build_pipeline(env, t_env, config: DetectConfig):
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound - 1))
         if bound > 0
         else WatermarkStrategy.for_monotonous_timestamps()
-    ).with_timestamp_assigner(EventTimeOf())
+    )
     if not file_mode:
         watermarks = watermarks.with_idleness(Duration.of_millis(config.source_idle_timeout_ms))
+    # Last: PyFlink's with_idleness returns a strategy without the Python timestamp assigner.
+    watermarks = watermarks.with_timestamp_assigner(EventTimeOf())
     timed = (
         decoded.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
     )

@@ -24,6 +24,8 @@ TRANSACTION_TIMEOUT_MS = 600_000
 def kafka_sink_ddl(config: DetectConfig, table: str = "moments_out") -> str:
     options = {
         "connector": "kafka",
+        # Several topics: each row's `topic` metadata column picks one of them.
+        "topic": ";".join((config.actions_topic, config.late_topic, config.dlq_topic)),
         "properties.bootstrap.servers": config.bootstrap_servers,
         "key.format": "raw",
         "key.fields": "key",

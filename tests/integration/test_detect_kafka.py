@@ -1,0 +1,177 @@
+"""Kafka mode of `moments run` end to end against a real broker, one job run shared by all tests:
+
+1. a generated backlog (every pattern type, invalid records) gives the backtest's actions, keyed
+   by user_id; the deadlines still armed when the backlog ends fire through idle liveness;
+2. events produced afterwards below the watermark go to the late topic;
+3. a silence started at wall-clock time "now" fires within gap + idle_fire_after although nothing
+   more arrives on any partition;
+4. events in = processed + dead-lettered + late, in the job's metrics and in the topics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.helpers import wait_for
+from tests.integration.detect_data import generate, write_inputs
+from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics, produce
+from tests.integration.test_detect_file import backtest, without_detected_at
+
+pytestmark = pytest.mark.integration
+IDLE_FIRE_AFTER_S = 3
+SILENCE_GAP_S = 5  # cart_silence in detect_data.RULES_YAML
+
+
+@pytest.fixture(scope="module")
+def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("detect-kafka")
+    lines, valid = generate(users=15, events_per_user=30, late=0, invalid=5)
+    rules, _ = write_inputs(directory, lines)
+    topics = create_topics(kafka_admin, "detect", {"events": 1, "actions": 2, "dlq": 1, "late": 1})
+    produce(kafka_bootstrap, topics["events"], lines)
+    readers = {
+        role: TopicReader(kafka_bootstrap, topics[role]) for role in ("actions", "dlq", "late")
+    }
+    job = RunningJob(
+        [
+            "--rules",
+            str(rules),
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--events-topic",
+            topics["events"],
+            "--actions-topic",
+            topics["actions"],
+            "--dlq-topic",
+            topics["dlq"],
+            "--late-topic",
+            topics["late"],
+            "--group-id",
+            f"detect-{topics['events']}",
+            "--starting-offsets",
+            "earliest",
+            "--max-out-of-orderness",
+            "2s",
+            "--idle-fire-after",
+            f"{IDLE_FIRE_AFTER_S}s",
+            "--checkpoint-interval",
+            "2s",
+            "--parallelism",
+            "2",
+        ],
+        directory / "job.log",
+    )
+    expected_actions, _ = backtest(valid)
+    result = {"lines": lines, "valid": valid, "expected": expected_actions, "job": job}
+    try:
+
+        def backlog_done():
+            assert job.alive(), job.log_tail()
+            return len(readers["actions"].poll()) >= len(expected_actions)
+
+        wait_for(backlog_done, timeout=120, interval=0.5, message="actions of the backlog")
+        result["actions"] = list(readers["actions"].records)
+
+        max_ts = max(e["ts"] for e in valid)
+        late_lines = [
+            json.dumps(
+                {
+                    "event_id": f"late-{i}",
+                    "user_id": f"user-{i}",
+                    "event_type": "add_to_cart",
+                    "ts": max_ts - 60_000 - i,
+                }
+            )
+            for i in range(4)
+        ]
+        produce(kafka_bootstrap, topics["events"], late_lines)
+        wait_for(lambda: len(readers["late"].poll()) >= 4, timeout=60, message="late events")
+
+        started = time.time()
+        now_ms = int(started * 1000)
+        live = [
+            json.dumps(
+                {
+                    "event_id": "live-1",
+                    "user_id": "live-user",
+                    "event_type": "add_to_cart",
+                    "ts": now_ms,
+                }
+            )
+        ]
+        produce(kafka_bootstrap, topics["events"], live)
+
+        def live_fired():
+            return [
+                r
+                for r in readers["actions"].poll()
+                if r.key == b"live-user" and json.loads(r.value)["rule_id"] == "cart_silence"
+            ]
+
+        wait_for(live_fired, timeout=60, interval=0.2, message="the live silence action")
+        result["live_fired_after_s"] = time.time() - started
+        result["live_action"] = json.loads(live_fired()[0].value)
+        result["live_ts"] = now_ms
+        result["actions_after"] = list(readers["actions"].records)
+        result["dlq"] = readers["dlq"].poll()
+        result["late"] = readers["late"].poll()
+        total = len(lines) + len(late_lines) + len(live)
+        result["total_in"] = total
+        result["metrics"] = wait_for(
+            lambda: (m := job.metrics()).get("decode.events_in") == total and m,
+            timeout=30,
+            interval=0.5,
+            message="metrics covering every record",
+        )
+        yield result
+    finally:
+        job.stop()
+        for reader in readers.values():
+            reader.close()
+        kafka_admin.delete_topics(list(topics.values()))
+
+
+def test_actions_equal_backtest_keyed_by_user(kafka_run):
+    got = [without_detected_at(r.value.decode()) for r in kafka_run["actions"]]
+    assert sorted(got) == sorted(kafka_run["expected"])
+    for record in kafka_run["actions"]:
+        assert record.key.decode() == json.loads(record.value)["user_id"]
+        assert json.loads(record.value)["detected_at"] > 1_700_000_000_000  # wall clock
+
+
+def test_dead_letters_carry_raw_reason_and_offset(kafka_run):
+    dlq = [json.loads(r.value) for r in kafka_run["dlq"]]
+    assert len(dlq) == 5
+    for record in dlq:
+        assert record["reason"] and record["topic"].endswith(".events")
+        assert record["partition"] == 0
+        assert kafka_run["lines"][record["offset"]] == record["raw"]
+
+
+def test_late_events_go_to_the_late_topic(kafka_run):
+    late = sorted(json.loads(r.value)["event_id"] for r in kafka_run["late"])
+    assert late == [f"late-{i}" for i in range(4)]
+    late_users = {r.key for r in kafka_run["late"]}
+    assert late_users == {f"user-{i}".encode() for i in range(4)}
+
+
+def test_idle_stream_still_fires_pending_silence(kafka_run):
+    action = kafka_run["live_action"]
+    assert action["trigger_ts"] == kafka_run["live_ts"] + SILENCE_GAP_S * 1000
+    # Fires once wall-clock passes the deadline by idle_fire_after (plus polling slack).
+    assert kafka_run["live_fired_after_s"] >= SILENCE_GAP_S
+    assert kafka_run["live_fired_after_s"] < SILENCE_GAP_S + IDLE_FIRE_AFTER_S + 5
+
+
+def test_nothing_is_lost(kafka_run):
+    m = kafka_run["metrics"]
+    total = kafka_run["total_in"]
+    assert m["decode.events_in"] == total
+    assert m["decode.invalid"] == len(kafka_run["dlq"]) == 5
+    assert m["detect.late"] == len(kafka_run["late"]) == 4
+    assert m["detect.processed"] + m["decode.invalid"] + m["detect.late"] == total
+    per_rule = sum(v for k, v in m.items() if k.startswith("detect.rule."))
+    assert per_rule == len(kafka_run["actions_after"])
