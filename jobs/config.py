@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from jobs import settings
 from schemas.durations import parse_duration_ms
 from schemas.rules import Rule, RuleFileError, load_rules
+from udfs.crm import CrmConfigError, CrmSettings, from_env
 
 ENV_PROMETHEUS_PORT = "MOMENTS_PROMETHEUS_PORT"
 DEFAULT_IDLE_FIRE_AFTER_MS = 5_000
@@ -73,6 +74,8 @@ class DetectConfig(BaseModel):
     parallelism: int | None = Field(None, ge=1)
     execution_mode: Literal["process", "thread"] = "thread"
     jvm_prefilter: bool = True
+    crm: CrmSettings = Field(default_factory=CrmSettings)
+    enrichment_layout: Literal["sync", "async"] = "sync"
     metrics_reporter: Literal["none", "prometheus", "jmx", "slf4j"] = "none"
     prometheus_port: str = "9249"
     python_executable: str = sys.executable
@@ -127,6 +130,11 @@ class DetectConfig(BaseModel):
         else:
             idle_ms = parse_duration_flag(idle, "--idle-fire-after")
 
+        try:
+            crm = from_env(environ)
+        except CrmConfigError as error:
+            raise ConfigError(f"CRM: {error}") from None
+
         jars = tuple(_existing_file(j, "--jar") for j in (args.jar or []))
         values = dict(
             rules_path=rules_path,
@@ -159,6 +167,8 @@ class DetectConfig(BaseModel):
             parallelism=args.parallelism,
             execution_mode=args.execution_mode,
             jvm_prefilter=not args.no_jvm_prefilter,
+            crm=crm,
+            enrichment_layout=args.enrichment_layout,
             metrics_reporter=args.metrics_reporter,
             prometheus_port=environ.get(ENV_PROMETHEUS_PORT, args.prometheus_port),
             jars=jars,

@@ -94,6 +94,13 @@ def configure_parser(parser) -> None:
         help="decode every record in Python (default: skip, in the JVM, events no rule reads)",
     )
     runtime.add_argument(
+        "--enrichment-layout",
+        choices=["sync", "async"],
+        default="sync",
+        help="CRM lookups (configured by CRM_* variables): cached synchronous lookups in the "
+        "thread-mode job (default), or PyFlink AsyncDataStream in a process-mode operator",
+    )
+    runtime.add_argument(
         "--metrics-reporter",
         choices=["none", "prometheus", "jmx", "slf4j"],
         default="none",
@@ -192,6 +199,7 @@ def build_pipeline(env, t_env, config: DetectConfig):
     if file_mode:
         timed = timed.set_parallelism(1)
 
+    enrich = config.crm.backend != "none"
     detected = (
         timed.key_by(lambda record: record[0], key_type=Types.STRING())
         .process(
@@ -200,16 +208,55 @@ def build_pipeline(env, t_env, config: DetectConfig):
                 state_ttl_ms=config.state_ttl_ms,
                 idle_fire_after_ms=config.idle_fire_after_ms,
                 event_time_detected_at=file_mode,
+                emit_json=not enrich,
             ),
-            output_type=OUTPUT_ROW,
+            output_type=Types.PICKLED_BYTE_ARRAY() if enrich else OUTPUT_ROW,
         )
         .name("detect")
         .uid("detect")
     )
+    actions = enrich_actions(env, detected, config) if enrich else detected
     outputs = [decoded.get_side_output(DLQ_TAG), detected.get_side_output(LATE_TAG)]
     if file_mode:
         outputs.append(decoded.get_side_output(LATE_TAG))
-    return detected.union(*outputs)
+    return actions.union(*outputs)
+
+
+def enrich_actions(env, actions, config: DetectConfig):
+    """Actions -> output rows with the CRM profile, in the configured layout."""
+    from pyflink.common import Time
+
+    from jobs.operators import OUTPUT_ROW, EnrichActions, async_enrich_function
+
+    if config.enrichment_layout == "sync":
+        return (
+            actions.process(EnrichActions(config.crm), output_type=OUTPUT_ROW)
+            .name("enrich")
+            .uid("enrich")
+        )
+    from pyflink.datastream import AsyncDataStream
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    # PyFlink picks each Python operator's runtime (thread or process) when it is added, from
+    # the environment's configuration, and refuses an AsyncFunction in thread mode: so the
+    # operators before this one stay in thread mode and this one alone runs in process mode.
+    j_conf = get_j_env_configuration(env._j_stream_execution_environment)
+    j_conf.setString("python.execution-mode", "process")
+    # The Flink-side timeout backs up the CRM client's own (which answers `unavailable` first).
+    timeout = Time.milliseconds(config.crm.timeout_ms * (config.crm.retries + 1) + 1_000)
+    enriched = (
+        AsyncDataStream.unordered_wait(
+            actions,
+            async_enrich_function(config.crm),
+            timeout,
+            capacity=256,
+            output_type=OUTPUT_ROW,
+        )
+        .name("enrich")
+        .uid("enrich")
+    )
+    j_conf.setString("python.execution-mode", config.execution_mode)
+    return enriched
 
 
 def _environment(config: DetectConfig, args):
