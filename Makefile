@@ -13,7 +13,7 @@ JARS_STAMP := .cache/jars/.resolved
 # PyFlink starts its Python workers with `python` from PATH: it must be the venv's.
 RUN_PY := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: help setup postgres-server infra-up infra-down test test-unit lint demo clean-run clean
+.PHONY: compose-config help setup postgres-server infra-up infra-down test test-unit lint demo clean-run clean
 
 help:
 	@echo "make setup       venv + pip install, JVM jars (Maven), PostgreSQL server if missing"
@@ -80,6 +80,10 @@ lint: $(VENV_STAMP)
 # local Braze/Iterable-compatible endpoints, a generated stream; stops what it started.
 demo: setup
 	@$(RUN_PY) $(BIN)/python deploy/local/demo.py $(DEMO_ARGS)
+
+# Validates the compose file without a Docker engine (Debian's docker-compose package).
+compose-config:
+	docker-compose -f docker-compose.yml --profile generate config -q
 
 # .run/postgres may be a symlink to /tmp (see deploy/local/postgres.sh): delete its target too.
 clean-run: infra-down
