@@ -63,7 +63,11 @@ CREATE TEMPORARY TABLE {table} (
 
 
 def kafka_records(t_env: StreamTableEnvironment, config: DetectConfig):
-    """Raw records of the events topic as Row(value, topic, partition, offset)."""
+    """Raw records of the events topic as Row(value, topic, partition, offset); with the JVM
+    prefilter on, valid events no rule reads are dropped in Flink SQL (jobs.prefilter)."""
+    from jobs.prefilter import python_records_query
+    from udfs.engine import Engine
+
     t_env.execute_sql(kafka_events_table_ddl(config))
-    table = t_env.sql_query("SELECT `value`, `topic`, `partition`, `offset` FROM events_raw")
-    return t_env.to_data_stream(table)
+    read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
+    return t_env.to_data_stream(t_env.sql_query(python_records_query(read_types)))

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -109,6 +110,10 @@ class RunningJob:
 
     def metrics(self) -> dict[str, float]:
         """Every user metric of the job summed over subtasks, e.g. {"decode.events_in": 12}."""
+        return self.metrics_matching(("decode.", "detect.", "enrich."))
+
+    def metrics_matching(self, prefixes: tuple[str, ...], suffix: str = "") -> dict[str, float]:
+        """Metrics whose id starts with one of `prefixes` and ends with `suffix`, summed."""
         job = self.job_id()
         totals: dict[str, float] = {}
         for vertex in self._get(f"/jobs/{job}")["vertices"]:
@@ -116,10 +121,11 @@ class RunningJob:
             names = [
                 m["id"]
                 for m in self._get(base)
-                if m["id"].startswith(("decode.", "detect.", "enrich."))
+                if m["id"].startswith(prefixes) and m["id"].endswith(suffix)
             ]
             if names:
-                for m in self._get(f"{base}?get={','.join(names)}&agg=sum"):
+                query = urllib.parse.quote(",".join(names), safe=",")
+                for m in self._get(f"{base}?get={query}&agg=sum"):
                     totals[m["id"]] = m["sum"]
         return totals
 

@@ -40,9 +40,7 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-def test_restart_from_checkpoint_emits_each_action_once(
-    kafka_bootstrap, kafka_admin, tmp_path
-):
+def test_restart_from_checkpoint_emits_each_action_once(kafka_bootstrap, kafka_admin, tmp_path):
     part1, valid1 = generate(users=10, events_per_user=25, late=0, invalid=0)
     part2 = second_part(valid1)
     rules, _ = write_inputs(tmp_path, part1)

@@ -1,0 +1,169 @@
+"""Events per second through `moments run`, Kafka in -> Kafka out, on a local MiniCluster.
+
+    .venv/bin/python bench/detect_bench.py [--events 100000] [--users 5000] [--parallelism 1 2]
+        [--bootstrap 127.0.0.1:19092] [--layouts design:python nosilence:python nosilence:jvm]
+
+Produces a generated stream (udfs.generator: 80% of events are types no example rule reads) once
+per partition count, then runs the job once per layout and parallelism from the earliest offset
+with a fresh consumer group. The clock starts when the source emits its first record and stops
+when every record is accounted for (the source has emitted them all and Python has processed,
+dead-lettered or called late every record it was given). Layouts:
+  design:python     DESIGN.md's four rules (a silence rule: nothing can be skipped), all in Python
+  nosilence:python  the three other rules, every record decoded in Python
+  nosilence:jvm     the same rules, valid events no rule reads dropped in Flink SQL first
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs.settings import LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
+from tests.integration.detect_kafka import RunningJob, create_topics  # noqa: E402
+from udfs.generator import GeneratorSettings, generate  # noqa: E402
+
+RULES = {
+    "design": """
+rules:
+  - id: cart_silence
+    pattern: {type: silence, start: {event_type: add_to_cart},
+              unless: {event_type: [checkout_started, purchase]}, gap: 45s}
+    cooldown: 24h
+    action: {name: cart_nudge, destinations: [kafka, braze]}
+""",
+    "common": """
+  - id: login_trouble
+    pattern: {type: count, match: {event_type: login_failed}, threshold: 3, within: 2m}
+    action: {name: login_help, destinations: [kafka, iterable]}
+  - id: quick_add
+    pattern: {type: sequence, steps: [{event_type: product_view}, {event_type: add_to_cart}],
+              within: 10s}
+    action: {name: welcome_offer, destinations: [kafka]}
+  - id: no_checkout
+    pattern: {type: absence, start: {event_type: add_to_cart},
+              missing: {event_type: checkout_started}, within: 45s}
+    action: {name: exit_banner, destinations: [kafka]}
+""",
+}
+
+
+def rules_text(name: str) -> str:
+    head = RULES["design"] if name == "design" else "rules:\n"
+    return head + RULES["common"]
+
+
+def produce_stream(bootstrap: str, topic: str, events: int, users: int) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024, acks=1
+    )
+    settings = GeneratorSettings(users=users, events=events, out_of_order_ms=500)
+    for record in generate(settings):
+        producer.send(topic, json.dumps(record).encode(), key=record["user_id"].encode())
+    producer.flush()
+    producer.close()
+
+
+def progress(job: RunningJob) -> tuple[float, float, float]:
+    """(records the source emitted, records Python was given, records Python finished)."""
+    totals = job.metrics_matching(("decode.", "detect."))
+    emitted = job.metrics_matching(("Source__",), suffix=".numRecordsOut")
+    source = sum(emitted.values())
+    given = totals.get("decode.events_in", 0.0)
+    done = (
+        totals.get("detect.processed", 0.0)
+        + totals.get("detect.late", 0.0)
+        + totals.get("decode.invalid", 0.0)
+    )
+    return source, given, done
+
+
+def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> dict:
+    rules_name, where = layout.split(":")
+    rules = workdir / f"{rules_name}.yaml"
+    rules.write_text(rules_text(rules_name))
+    outputs = create_topics(args.admin, "bench", {"actions": 2, "dlq": 1, "late": 1})
+    job_args = [
+        "--rules", str(rules), "--bootstrap-servers", args.bootstrap, "--events-topic", topic,
+        "--actions-topic", outputs["actions"], "--dlq-topic", outputs["dlq"],
+        "--late-topic", outputs["late"], "--group-id", f"bench-{time.time_ns()}",
+        "--starting-offsets", "earliest", "--parallelism", str(parallelism),
+        "--checkpoint-interval", "10s", "--idle-fire-after", "off",
+        "--execution-mode", args.execution_mode,
+    ]  # fmt: skip
+    if where == "python":
+        job_args.append("--no-jvm-prefilter")
+    job = RunningJob(job_args, workdir / f"{layout.replace(':', '-')}-p{parallelism}.log")
+    started = None
+    try:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            if not job.alive():
+                raise RuntimeError(f"job died:\n{job.log_tail()}")
+            try:
+                source, given, done = progress(job)
+            except Exception:  # noqa: BLE001 - REST not up yet
+                time.sleep(0.5)
+                continue
+            now = time.monotonic()
+            if started is None and source > 0:
+                started = now
+            if source >= args.events and done >= given > 0:
+                seconds = now - started
+                return {
+                    "layout": layout, "parallelism": parallelism, "events": args.events,
+                    "python_records": int(given), "seconds": round(seconds, 2),
+                    "events_per_s": round(args.events / seconds),
+                }  # fmt: skip
+            time.sleep(0.25)
+        raise RuntimeError(f"{layout} p{parallelism}: not done in {args.timeout}s")
+    finally:
+        job.stop()
+        args.admin.delete_topics(list(outputs.values()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=LOCAL_KAFKA_BOOTSTRAP)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--layouts", nargs="+", default=["design:python", "nosilence:python", "nosilence:jvm"]
+    )
+    parser.add_argument("--execution-mode", choices=["thread", "process"], default="thread")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+
+    from kafka.admin import KafkaAdminClient
+
+    args.admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+    partitions = max(args.parallelism)
+    inputs = create_topics(args.admin, "bench", {"events": partitions})
+    print(f"producing {args.events} events for {args.users} users "
+          f"to {partitions} partitions...", flush=True)  # fmt: skip
+    produce_stream(args.bootstrap, inputs["events"], args.events, args.users)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="detect-bench-") as tmp:
+        for layout in args.layouts:
+            for parallelism in args.parallelism:
+                result = run_once(args, inputs["events"], layout, parallelism, Path(tmp))
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    args.admin.delete_topics([inputs["events"]])
+    print(f"\n{'layout':<18} {'p':>2} {'events/s':>9} {'seconds':>8} {'python records':>15}")
+    for r in results:
+        print(f"{r['layout']:<18} {r['parallelism']:>2} {r['events_per_s']:>9} "
+              f"{r['seconds']:>8} {r['python_records']:>15}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
