@@ -1,0 +1,130 @@
+"""`moments run` configuration: flags and environment validated before any JVM starts."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import pytest
+
+from jobs import detect
+from jobs.cli import main
+from jobs.config import ConfigError, DetectConfig
+from jobs.prefilter import python_records_query
+from jobs.sinks import kafka_sink_ddl
+from jobs.sources import kafka_events_table_ddl
+
+RULES = """\
+rules:
+  - id: quick_add
+    pattern: {type: sequence, steps: [{event_type: view}, {event_type: add}], within: 10s}
+    action: {name: offer, destinations: [kafka]}
+"""
+
+
+@pytest.fixture
+def files(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    return rules, events, tmp_path
+
+
+@pytest.fixture
+def listening_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    detect.configure_parser(parser)
+    return parser.parse_args(argv)
+
+
+def config(*argv: str, environ: dict[str, str] | None = None) -> DetectConfig:
+    return DetectConfig.from_args(parse(*argv), environ or {})
+
+
+def test_file_mode_defaults(files):
+    rules, events, tmp = files
+    cfg = config("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a.jsonl"))
+    assert not cfg.kafka_mode
+    assert cfg.max_out_of_orderness_ms == 2_000
+    assert cfg.idle_fire_after_ms is None  # off for replays
+    assert cfg.crm.backend == "none"
+
+
+def test_kafka_mode_from_environment(files, listening_port):
+    rules, _, tmp = files
+    cfg = config(
+        "--rules", str(rules), "--checkpoint-interval", "5s", "--max-out-of-orderness", "0",
+        environ={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"},
+    )  # fmt: skip
+    assert cfg.kafka_mode and cfg.bootstrap_servers == f"127.0.0.1:{listening_port}"
+    assert cfg.idle_fire_after_ms == 5_000  # on by default in Kafka mode
+    assert cfg.checkpoint_interval_ms == 5_000 and cfg.max_out_of_orderness_ms == 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "no input"),
+        (["--events", "missing.jsonl", "--out", "a.jsonl"], "no such file"),
+        (["--events", "{events}"], "--out is required"),
+        (["--events", "{events}", "--out", "a", "--max-out-of-orderness", "2 parsecs"],
+         "--max-out-of-orderness"),
+        (["--events", "{events}", "--out", "a", "--delivery", "exactly-once"], "needs Kafka"),
+        (["--bootstrap-servers", "127.0.0.1:1"], "no Kafka broker reachable"),
+        (["--bootstrap-servers", "nonsense"], "expected host:port"),
+        (["--events", "{events}", "--out", "a", "--idle-fire-after", "soon"], "--idle-fire-after"),
+    ],
+)  # fmt: skip
+def test_user_mistakes_are_one_line(files, extra, message):
+    rules, events, _ = files
+    argv = ["--rules", str(rules), *[a.replace("{events}", str(events)) for a in extra]]
+    with pytest.raises(ConfigError, match=message):
+        config(*argv)
+
+
+def test_bad_rules_file_names_rule_and_field(files):
+    rules, events, tmp = files
+    rules.write_text(RULES.replace("10s", "10 parsecs"))
+    with pytest.raises(ConfigError, match=r"rule quick_add: pattern.within"):
+        config("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
+
+
+def test_bad_crm_environment_is_a_usage_error(files):
+    rules, events, tmp = files
+    with pytest.raises(ConfigError, match="CRM"):
+        config(
+            "--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"),
+            environ={"CRM_BACKEND": "http"},
+        )  # fmt: skip
+
+
+def test_cli_prints_usage_errors_in_one_line(files, capsys):
+    rules, _, _ = files
+    assert main(["run", "--rules", str(rules)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("moments run: no input") and "\n" not in err
+
+
+def test_exactly_once_sink_is_transactional(files, listening_port):
+    rules, _, _ = files
+    cfg = config(
+        "--rules", str(rules), "--bootstrap-servers", f"127.0.0.1:{listening_port}",
+        "--delivery", "exactly-once", "--transactional-id-prefix", "tx",
+    )  # fmt: skip
+    ddl = kafka_sink_ddl(cfg)
+    assert "'sink.delivery-guarantee' = 'exactly-once'" in ddl
+    assert "'sink.transactional-id-prefix' = 'tx'" in ddl
+    assert "'properties.isolation.level' = 'read_committed'" in kafka_events_table_ddl(cfg)
+
+
+def test_prefilter_query_names_the_types_rules_read():
+    query = python_records_query(frozenset({"view", "add"}))
+    assert "NOT IN ('add', 'view')" in query
