@@ -1,0 +1,341 @@
+"""What bench/run.py drives: the local broker, per-run topics stamped with LogAppendTime, producers
+(pre-loaded or paced in real time), topic readers, and Flink jobs in subprocesses observed through
+the MiniCluster's REST API and /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
+# Every topic of a run: the broker, not the producer, stamps each record on append, so times on
+# the events topic and on the actions topic come from one clock.
+TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- the broker ------------------------------------------------------------------------------
+def ensure_kafka(bootstrap: str) -> bool:
+    """Start the local broker unless it (or the given one) answers; True if started here."""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return False
+    except OSError:
+        pass
+    if subprocess.run([str(KAFKA_SH), "start"], cwd=ROOT).returncode != 0:
+        raise SystemExit("bench: deploy/local/kafka.sh start failed (see .run/kafka/)")
+    return True
+
+
+def stop_kafka() -> None:
+    subprocess.run([str(KAFKA_SH), "stop"], cwd=ROOT, check=False)
+
+
+class Topics:
+    """Per-run topics, deleted at the end."""
+
+    def __init__(self, bootstrap: str, run_id: str):
+        from kafka.admin import KafkaAdminClient
+
+        self.bootstrap = bootstrap
+        self.run_id = run_id
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="moments-bench")
+        self.created: list[str] = []
+
+    def create(self, role: str, partitions: int) -> str:
+        from kafka.admin import NewTopic
+
+        name = f"bench.{self.run_id}.{role}"
+        self.admin.create_topics(
+            [NewTopic(name, partitions, 1, topic_configs=TOPIC_CONFIG)], timeout_ms=30_000
+        )
+        self.created.append(name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            described = self.admin.describe_topics([name])
+            parts = described[0]["partitions"] if described else []
+            if len(parts) == partitions and all(p["leader"] >= 0 for p in parts):
+                return name
+            time.sleep(0.1)
+        raise SystemExit(f"bench: topic {name} has no leader")
+
+    def delete_all(self) -> None:
+        try:
+            if self.created:
+                self.admin.delete_topics(self.created, timeout_ms=30_000)
+        except Exception:  # noqa: BLE001 - cleanup: a broker problem must not hide the figures
+            pass
+        self.admin.close()
+
+
+def producer(bootstrap: str, **options):
+    from kafka import KafkaProducer
+
+    defaults = dict(
+        acks=1, linger_ms=5, batch_size=262_144, max_in_flight_requests_per_connection=1
+    )
+    return KafkaProducer(bootstrap_servers=bootstrap, **{**defaults, **options})
+
+
+def produce_all(bootstrap: str, topic: str, events: list[dict], tail: list[tuple[int, dict]]):
+    """Pre-load: every event keyed by user_id (one user, one partition: per-user order kept),
+    then the `(partition, event)` tail with explicit partitions."""
+    out = producer(bootstrap, linger_ms=50)
+    for event in events:
+        out.send(topic, key=event["user_id"].encode(), value=orjson.dumps(event))
+    out.flush()
+    for partition, event in tail:
+        out.send(
+            topic, key=event["user_id"].encode(), value=orjson.dumps(event), partition=partition
+        )
+    out.flush()
+    out.close()
+
+
+def produce_paced(bootstrap: str, topic: str, events, start_ms: int) -> list[dict]:
+    """Send each event when its event time comes (the generator yields in arrival order, so a
+    delayed event goes out as soon as it is yielded); returns what was sent, in order."""
+    out = producer(bootstrap, linger_ms=1)
+    sent = []
+    started = time.monotonic()
+    for event in events:
+        wait = (event["ts"] - start_ms) / 1000 - (time.monotonic() - started)
+        if wait > 0.001:
+            time.sleep(wait)  # pacing a real-time feed, not synchronisation
+        out.send(topic, key=event["user_id"].encode(), value=orjson.dumps(event))
+        sent.append(event)
+    out.flush()
+    out.close()
+    return sent
+
+
+@dataclass
+class Record:
+    append_ms: int
+    partition: int
+    offset: int
+    value: bytes
+
+
+def read_topic(bootstrap: str, topic: str, committed_only: bool = False) -> list[Record]:
+    """Every record of a topic (up to its end now), with the broker's append time."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+        max_poll_records=50_000,
+    )
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
+    records: list[Record] = []
+    remaining = {tp for tp in partitions if ends[tp] > 0}
+    deadline = time.monotonic() + 300
+    while remaining and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(Record(r.timestamp, r.partition, r.offset, r.value) for r in batch)
+        remaining = {tp for tp in remaining if consumer.position(tp) < ends[tp]}
+    consumer.close()
+    return records
+
+
+class LiveReader(threading.Thread):
+    """Reads a topic as it is written and notes when each record became visible to this consumer
+    (read_committed: for an exactly-once sink, that is the commit at a checkpoint)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=20,
+        )
+        self.seen: list[tuple[int, bytes]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                received = now_ms()
+                self.seen.extend((received, r.value) for r in batch)
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=10)
+
+
+# -- Flink jobs ------------------------------------------------------------------------------
+class FlinkJob:
+    """A job in its own process group (a Python client plus the MiniCluster JVM it starts)."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path):
+        self.name = name
+        self.rest_port = free_port()
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [*argv, "--rest-port", str(self.rest_port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.job_id: str | None = None
+
+    def get(self, path: str):
+        url = f"http://127.0.0.1:{self.rest_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+
+    def wait_running(self, timeout_s: float = 180) -> None:
+        """Until every subtask of the job is RUNNING (operators opened, Python loaded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            try:
+                jobs = self.get("/jobs/overview").get("jobs", [])
+                if jobs and jobs[0]["state"] == "RUNNING":
+                    tasks = jobs[0].get("tasks", {})
+                    if tasks.get("running", 0) == tasks.get("total", -1) > 0:
+                        self.job_id = jobs[0]["jid"]
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"{self.name} did not start within {timeout_s:.0f} s; see {self.log_path}"
+        )
+
+    def running_since_ms(self) -> int:
+        """The latest RUNNING timestamp of any subtask: from then on the whole job processes."""
+        latest = 0
+        for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
+            times = self.get(f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasktimes")
+            for subtask in times["subtasks"]:
+                latest = max(latest, subtask["timestamps"].get("RUNNING", 0))
+        return latest
+
+    def user_metrics(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
+            base = f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
+            names = [m["id"] for m in self.get(base) if m["id"].startswith(("decode.", "detect."))]
+            if names:
+                for m in self.get(f"{base}?get={','.join(names)}&agg=sum"):
+                    totals[m["id"]] = m["sum"]
+        return totals
+
+    def latest_checkpoint(self) -> dict | None:
+        try:
+            latest = self.get(f"/jobs/{self.job_id}/checkpoints")["latest"]["completed"]
+        except (OSError, KeyError, TypeError):
+            return None
+        return latest
+
+    def process_tree_rss(self) -> list[dict]:
+        """VmRSS / VmHWM of this job's processes (client, JVM, Python workers), from /proc."""
+        root = self.process.pid
+        return [proc_status(pid) | {"root": pid == root} for pid in process_tree(root)]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def proc_status(pid: int) -> dict:
+    info: dict = {"pid": pid}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("Name", "PPid", "VmRSS", "VmHWM"):
+                    info[key] = value.strip()
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            info["cmdline"] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")[:300]
+    except OSError:
+        pass
+    for key in ("VmRSS", "VmHWM"):
+        if key in info:
+            info[key + "_mb"] = round(int(info.pop(key).split()[0]) / 1024, 1)
+    return info
+
+
+def wait_quiet(poll, quiet_s: float, limit_s: float) -> float:
+    """Call poll() (a growing count) until it stops growing for quiet_s; returns seconds waited."""
+    started = time.monotonic()
+    last, since = -1, started
+    while time.monotonic() - started < limit_s:
+        count = poll()
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(0.25)
+    return time.monotonic() - started

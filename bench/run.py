@@ -1,0 +1,959 @@
+"""`make bench`: the detection job against the real local Kafka, next to its JVM-only ceiling.
+
+    PATH=.venv/bin:$PATH .venv/bin/python bench/run.py [--quick]
+
+One run measures, on per-run topics created with `message.timestamp.type=LogAppendTime`:
+throughput (a pre-loaded topic through `moments run` at parallelism 1 and 2, and through the
+JVM-only Flink SQL job of bench/ceiling.py), event-to-action latency at a paced 5k events/s in
+at-least-once and exactly-once modes, timer accuracy of absence/silence (live and idle), memory,
+and correctness against `moments backtest` on the same events. Prints one JSON object on stdout
+and a table on stderr; bench/README.md defines every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+import yaml  # noqa: E402
+
+from bench import harness  # noqa: E402
+from jobs.settings import LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
+from schemas.rules import load_rules  # noqa: E402
+from udfs.decode import decode_event  # noqa: E402
+from udfs.engine import Engine  # noqa: E402
+from udfs.filters import event_types_of  # noqa: E402
+from udfs.generator import GeneratorSettings, generate  # noqa: E402
+from udfs.replay import Replay  # noqa: E402
+
+RULES = ROOT / "examples" / "rules.yaml"
+PARTITIONS = 2
+SENTINEL_USER = "bench-end-{partition}"
+
+# quick: < 3 minutes; full: < 15 minutes on the 2-core reference machine.
+MODES = {
+    "quick": dict(
+        throughput_events=40_000,
+        parallelisms=(1, 2),
+        ceiling_parallelisms=(2,),
+        live_seconds=20,
+        eo_seconds=12,
+        timer_scale_s=5,
+    ),
+    "full": dict(
+        throughput_events=300_000,
+        parallelisms=(1, 2),
+        ceiling_parallelisms=(1, 2),
+        live_seconds=90,
+        eo_seconds=40,
+        timer_scale_s=None,
+    ),
+}
+USERS = 100_000
+NOISE = 0.8
+THROUGHPUT_BOUND_MS = 2_000
+THROUGHPUT_OUT_OF_ORDER_MS = 1_500
+LIVE_RATE = 5_000
+LIVE_BOUND_MS = 100
+LIVE_IDLE_FIRE_AFTER_MS = 1_000
+THROUGHPUT_IDLE_FIRE_AFTER = "3s"
+EO_CHECKPOINT_INTERVAL = "1s"
+
+
+def log(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def percentiles(values: list[float]) -> dict | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50": at(0.50),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": ordered[-1],
+    }
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.mode = MODES["quick" if args.quick else "full"]
+        self.run_id = time.strftime("%Y%m%d%H%M%S")
+        self.run_dir = ROOT / ".run" / "bench" / self.run_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.bootstrap = args.bootstrap_servers
+        self.rules_path = self._rules_file()
+        self.rules = load_rules(self.rules_path)
+        self.rule_types = {r.id: r.pattern.type for r in self.rules}
+        self.moments = [sys.executable, "-m", "jobs.cli"]
+        self.result: dict = {
+            "run_id": self.run_id,
+            "mode": "quick" if args.quick else "full",
+            "machine": machine(),
+            "rules": str(self.rules_path.relative_to(ROOT)),
+        }
+
+    def _rules_file(self) -> Path:
+        scale = self.mode["timer_scale_s"]
+        if not scale:
+            return RULES
+        # Quick mode: 45 s deadlines would need > 45 s of live stream before the first one comes
+        # due; the same four rules with the absence/silence windows cut to `scale` seconds.
+        spec = yaml.safe_load(RULES.read_text())
+        for rule in spec["rules"]:
+            pattern = rule["pattern"]
+            for key in ("gap", "within"):
+                if pattern["type"] in ("silence", "absence") and key in pattern:
+                    pattern[key] = f"{scale}s"
+        path = self.run_dir / "rules.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    # -- helpers ---------------------------------------------------------------------------
+    def backtest(self, lines_path: Path, bound_ms: int, name: str) -> list[dict]:
+        out = self.run_dir / f"{name}.backtest.jsonl"
+        subprocess.run(
+            [
+                *self.moments,
+                "backtest",
+                "--rules",
+                str(self.rules_path),
+                "--events",
+                str(lines_path),
+                "--out",
+                str(out),
+                "--max-out-of-orderness",
+                f"{bound_ms}ms",
+                "--progress",
+                "off",
+            ],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+    def detect_job(self, name: str, topics: dict[str, str], extra: list[str]) -> harness.FlinkJob:
+        argv = [
+            *self.moments,
+            "run",
+            "--rules",
+            str(self.rules_path),
+            "--bootstrap-servers",
+            self.bootstrap,
+            "--events-topic",
+            topics["events"],
+            "--actions-topic",
+            topics["actions"],
+            "--dlq-topic",
+            topics["dlq"],
+            "--late-topic",
+            topics["late"],
+            "--group-id",
+            f"bench-{self.run_id}-{name}",
+            "--starting-offsets",
+            "earliest",
+            *extra,
+        ]
+        job = harness.FlinkJob(name, argv, self.run_dir)
+        job.wait_running()
+        return job
+
+    def save(self, name: str, actions: list[dict], late: list) -> None:
+        """The job's outputs next to the backtest's, for a look when a comparison differs."""
+        (self.run_dir / f"{name}.actions.jsonl").write_bytes(
+            b"".join(orjson.dumps(a) + b"\n" for a in actions)
+        )
+        (self.run_dir / f"{name}.late.jsonl").write_bytes(
+            b"".join(
+                orjson.dumps(
+                    {"append_ms": r.append_ms, "partition": r.partition, "raw": r.value.decode()}
+                )
+                + b"\n"
+                for r in late
+            )
+        )
+
+    def output_topics(self, name: str) -> dict[str, str]:
+        return {
+            "actions": self.topics.create(f"{name}.actions", PARTITIONS),
+            "late": self.topics.create(f"{name}.late", 1),
+            "dlq": self.topics.create(f"{name}.dlq", 1),
+        }
+
+    def end_offsets(self, *topic_names: str) -> int:
+        from kafka import KafkaConsumer, TopicPartition
+
+        if not hasattr(self, "_offsets"):
+            self._offsets = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        parts = [
+            TopicPartition(t, p)
+            for t in topic_names
+            for p in self._offsets.partitions_for_topic(t) or ()
+        ]
+        return sum(self._offsets.end_offsets(parts).values())
+
+    # -- 1. the stream ---------------------------------------------------------------------
+    def preload(self) -> None:
+        settings = GeneratorSettings(
+            users=USERS,
+            events=self.mode["throughput_events"],
+            seed=self.args.seed,
+            events_per_second=LIVE_RATE,
+            noise=NOISE,
+            out_of_order_ms=THROUGHPUT_OUT_OF_ORDER_MS,
+        )
+        events = list(generate(settings))
+        last_ts = max(e["ts"] for e in events)
+        # Per partition: three failed logins of a user of its own (a count action that marks the
+        # end of that partition), then an event past the bound that moves the watermark over them.
+        tail = []
+        for partition in range(PARTITIONS):
+            user = SENTINEL_USER.format(partition=partition)
+            for k in range(3):
+                login = event(f"end-{partition}-{k}", user, "login_failed", last_ts + 1 + k)
+                tail.append((partition, login))
+        # The flushes last, so in the backtest's single arrival order no sentinel comes after
+        # a flush (in Kafka only the order within a partition exists).
+        for partition in range(PARTITIONS):
+            user = SENTINEL_USER.format(partition=partition)
+            flush_ts = last_ts + THROUGHPUT_BOUND_MS + 10
+            tail.append((partition, event(f"end-{partition}-flush", user, "page_view", flush_ts)))
+        self.stream = events + [e for _, e in tail]
+        self.stream_path = self.run_dir / "throughput.events.jsonl"
+        self.stream_path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in self.stream))
+        self.events_topic = self.topics.create("events", PARTITIONS)
+        started = time.monotonic()
+        harness.produce_all(self.bootstrap, self.events_topic, events, tail)
+        log(f"pre-loaded {len(self.stream):,} events in {time.monotonic() - started:.1f} s")
+        self.expected = self.backtest(self.stream_path, THROUGHPUT_BOUND_MS, "throughput")
+        self.result["stream"] = {
+            "events": len(self.stream),
+            "users": USERS,
+            "noise_share": NOISE,
+            "event_types": dict(Counter(e["event_type"] for e in self.stream).most_common()),
+            "partitions": PARTITIONS,
+            "out_of_order_ms": THROUGHPUT_OUT_OF_ORDER_MS,
+            "bound_ms": THROUGHPUT_BOUND_MS,
+            "backtest_actions": dict(Counter(a["rule_id"] for a in self.expected)),
+        }
+
+    # -- 2. throughput ---------------------------------------------------------------------
+    def throughput_detect(self, parallelism: int) -> dict:
+        name = f"detect-p{parallelism}"
+        out = self.output_topics(name)
+        topics = {"events": self.events_topic, **out}
+        log(f"{name}: starting")
+        job = self.detect_job(
+            name,
+            topics,
+            [
+                "--parallelism",
+                str(parallelism),
+                "--max-out-of-orderness",
+                f"{THROUGHPUT_BOUND_MS}ms",
+                "--idle-fire-after",
+                THROUGHPUT_IDLE_FIRE_AFTER,
+            ],
+        )
+        try:
+            t0 = job.running_since_ms()
+            memory: list = []
+
+            def progress() -> int:
+                memory[:] = job.process_tree_rss()
+                return self.end_offsets(out["actions"], out["late"], out["dlq"])
+
+            # Quiet long enough to cover the idle-fire of the last deadlines after the input ends.
+            waited = harness.wait_quiet(progress, quiet_s=8, limit_s=900)
+            metrics = safe(job.user_metrics)
+            checkpoint = safe(job.latest_checkpoint)
+        finally:
+            job.stop()
+        actions = [
+            orjson.loads(r.value) | {"_append": r.append_ms}
+            for r in harness.read_topic(self.bootstrap, out["actions"])
+        ]
+        late = harness.read_topic(self.bootstrap, out["late"])
+        dlq = harness.read_topic(self.bootstrap, out["dlq"])
+        self.save(name, actions, late)
+        ends = [a["_append"] for a in actions if a["user_id"].startswith("bench-end-")]
+        ends += [r.append_ms for r in late]
+        t_end = max(ends) if ends else None
+        seconds = (t_end - t0) / 1000 if t_end else None
+        late_ids = {orjson.loads(r.value)["event_id"] for r in late}
+        result = {
+            "parallelism": parallelism,
+            "events": len(self.stream),
+            "seconds": round(seconds, 2) if seconds else None,
+            "events_per_s": round(len(self.stream) / seconds) if seconds else None,
+            "late_events": len(late),
+            "dead_lettered": len(dlq),
+            "actions": len(actions),
+            "waited_s": round(waited, 1),
+            "metrics": metrics,
+            "checkpoint_state_bytes": (checkpoint or {}).get("state_size"),
+            "memory": label_processes(memory),
+            "correctness": self.compare(actions, late_ids, name),
+        }
+        log(
+            f"{name}: {result['events_per_s']} events/s, late {len(late)}, "
+            f"correctness {result['correctness']['verdict']}"
+        )
+        return result
+
+    def compare(
+        self,
+        actions: list[dict],
+        late_ids: set[str],
+        name: str,
+        expected: list[dict] | None = None,
+        stream_path: Path | None = None,
+        bound_ms: int = THROUGHPUT_BOUND_MS,
+        stream: list[dict] | None = None,
+    ) -> dict:
+        """The job's actions against the backtest of the same events in produced order.
+
+        If the job called some events late (only cross-partition interleaving can do that: see
+        README), the backtest is re-run without them, since a late event is, by contract, not
+        matched; both comparisons are reported."""
+        expected = self.expected if expected is None else expected
+        stream_path = stream_path or self.stream_path
+        stream = self.stream if stream is None else stream
+        got = Counter(a["action_id"] for a in actions)
+        strict = diff(got, expected)
+        out = {"strict": strict, "late_events": len(late_ids)}
+        if late_ids:
+            kept = self.run_dir / f"{name}.without-late.jsonl"
+            kept.write_bytes(
+                b"".join(orjson.dumps(e) + b"\n" for e in stream if e["event_id"] not in late_ids)
+            )
+            out["excluding_late"] = diff(got, self.backtest(kept, bound_ms, f"{name}.no-late"))
+        final = out.get("excluding_late", strict)
+        ok = final["missing"] == 0 and final["extra"] == 0
+        out["verdict"] = "equal" if ok else "DIFFERENT"
+        return out
+
+    def throughput_ceiling(self, parallelism: int) -> dict:
+        name = f"ceiling-p{parallelism}"
+        out_topic = self.topics.create(f"{name}.out", PARTITIONS)
+        log(f"{name}: starting")
+        job = harness.FlinkJob(
+            name,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "ceiling.py"),
+                "--bootstrap-servers",
+                self.bootstrap,
+                "--events-topic",
+                self.events_topic,
+                "--out-topic",
+                out_topic,
+                "--event-types",
+                ",".join(sorted(self.read_types())),
+                "--group-id",
+                f"bench-{self.run_id}-{name}",
+                "--parallelism",
+                str(parallelism),
+            ],
+            self.run_dir,
+        )
+        try:
+            job.wait_running()
+            t0 = job.running_since_ms()
+            memory: list = []
+
+            def progress() -> int:
+                memory[:] = job.process_tree_rss()
+                return self.end_offsets(out_topic)
+
+            harness.wait_quiet(progress, quiet_s=3, limit_s=600)
+        finally:
+            job.stop()
+        records = harness.read_topic(self.bootstrap, out_topic)
+        t_end = max(r.append_ms for r in records)
+        seconds = (t_end - t0) / 1000
+        result = {
+            "parallelism": parallelism,
+            "events": len(self.stream),
+            "records_out": len(records),
+            "seconds": round(seconds, 2),
+            "events_per_s": round(len(self.stream) / seconds),
+            "memory": label_processes(memory),
+        }
+        log(f"{name}: {result['events_per_s']} events/s")
+        return result
+
+    def read_types(self) -> set[str]:
+        """Event types the rules' filters name (silence: its start and unless; the other events
+        a silence rule reads need only their timestamp, see DESIGN.md)."""
+        types: set[str] = set()
+        for rule in self.rules:
+            p = rule.pattern
+            if p.type == "count":
+                specs = [p.match]
+            elif p.type == "sequence":
+                specs = list(p.steps)
+            elif p.type == "absence":
+                specs = [p.start, p.missing]
+            else:
+                specs = [p.start, p.unless]
+            for spec in specs:
+                found = event_types_of(spec) if spec else frozenset()
+                types |= found or set()
+        return types
+
+    # -- 3-5. live runs --------------------------------------------------------------------
+    def live(self, delivery: str, seconds: int) -> dict:
+        name = f"live-{delivery}"
+        topics = {
+            "events": self.topics.create(f"{name}.events", PARTITIONS),
+            **self.output_topics(name),
+        }
+        extra = [
+            "--parallelism",
+            str(self.args.live_parallelism),
+            "--max-out-of-orderness",
+            f"{LIVE_BOUND_MS}ms",
+            "--idle-fire-after",
+            f"{LIVE_IDLE_FIRE_AFTER_MS}ms",
+        ]
+        if delivery == "exactly-once":
+            extra += [
+                "--delivery",
+                "exactly-once",
+                "--checkpoint-interval",
+                EO_CHECKPOINT_INTERVAL,
+                "--checkpoint-dir",
+                str(self.run_dir / f"{name}.checkpoints"),
+                "--transactional-id-prefix",
+                f"bench-{self.run_id}",
+            ]
+        log(f"{name}: starting")
+        job = self.detect_job(name, topics, extra)
+        reader = harness.LiveReader(self.bootstrap, topics["actions"])
+        reader.start()
+        try:
+            start_ms = harness.now_ms() + 500
+            settings = GeneratorSettings(
+                users=USERS,
+                events=LIVE_RATE * seconds,
+                seed=self.args.seed + 1,
+                start_ts=start_ms,
+                events_per_second=LIVE_RATE,
+                noise=NOISE,
+                out_of_order_ms=LIVE_BOUND_MS,
+            )
+            log(f"{name}: producing {LIVE_RATE}/s for {seconds} s")
+            memory_samples: list[list[dict]] = []
+            sampler = Sampler(job, memory_samples)
+            sampler.start()
+            sent = harness.produce_paced(
+                self.bootstrap, topics["events"], generate(settings), start_ms
+            )
+            produced_ms = harness.now_ms()
+            # A job slower than the stream is still working through a backlog: wait for it
+            # (the REST metrics lag by up to 10 s; the latencies come from append times).
+            consumed_s = wait_consumed(job, len(sent), limit_s=self.args.drain_limit)
+            sampler.stop()
+            behind_ms = produced_ms - (start_ms + seconds * 1000)
+            stream_end_ts = max(e["ts"] for e in sent)
+            if delivery == "at-least-once":
+                # The last deadlines (armed up to the stream's end) fire once idle.
+                longest = max(self.timer_windows_ms(), default=0)
+                wait_until = stream_end_ts + longest + LIVE_IDLE_FIRE_AFTER_MS + 2_000
+                log(
+                    f"{name}: waiting {max(0, wait_until - harness.now_ms()) / 1000:.0f} s "
+                    "for idle deadlines"
+                )
+                while harness.now_ms() < wait_until:
+                    time.sleep(0.5)
+            if delivery == "exactly-once":
+                wait_checkpoints(job, 2, limit_s=120)
+            harness.wait_quiet(lambda: len(reader.seen), quiet_s=3, limit_s=120)
+            checkpoint = safe(job.latest_checkpoint)
+            metrics = safe(job.user_metrics)
+        finally:
+            reader.stop()
+            job.stop()
+        actions = [
+            orjson.loads(r.value) | {"_append": r.append_ms}
+            for r in harness.read_topic(self.bootstrap, topics["actions"])
+        ]
+        visible = {orjson.loads(v)["action_id"]: t for t, v in reader.seen}
+        appended = {}
+        for r in harness.read_topic(self.bootstrap, topics["events"]):
+            appended[orjson.loads(r.value)["event_id"]] = r.append_ms
+        late = harness.read_topic(self.bootstrap, topics["late"])
+        self.save(name, actions, late)
+        late_ids = {orjson.loads(r.value)["event_id"] for r in late}
+
+        path = self.run_dir / f"{name}.events.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sent))
+        expected = self.backtest(path, LIVE_BOUND_MS, name)
+        if delivery == "exactly-once":
+            # Deadlines still armed when the run stops are not waited for: compare what the
+            # stream itself completed, on both sides.
+            horizon = stream_end_ts - LIVE_BOUND_MS
+            actions_cmp = [a for a in actions if a["trigger_ts"] <= horizon]
+            expected = [a for a in expected if a["trigger_ts"] <= horizon]
+        else:
+            actions_cmp = actions
+        correctness = self.compare(
+            actions_cmp,
+            late_ids,
+            name,
+            expected=expected,
+            stream_path=path,
+            bound_ms=LIVE_BOUND_MS,
+            stream=sent,
+        )
+
+        by_kind: dict[str, list[float]] = {"append": [], "visible": []}
+        per_rule: dict[str, list[float]] = {}
+        timers = {"live": [], "idle": []}
+        for action in actions:
+            kind = self.rule_types[action["rule_id"]]
+            if kind in ("count", "sequence"):
+                completing = appended.get(action["event_ids"][-1])
+                if completing is None:
+                    continue
+                by_kind["append"].append(action["_append"] - completing)
+                per_rule.setdefault(action["rule_id"], []).append(action["_append"] - completing)
+                if action["action_id"] in visible:
+                    by_kind["visible"].append(visible[action["action_id"]] - completing)
+            else:
+                delay = action["_append"] - action["trigger_ts"]
+                if action["trigger_ts"] <= stream_end_ts - LIVE_BOUND_MS:
+                    timers["live"].append(delay)
+                elif action["trigger_ts"] > stream_end_ts:
+                    timers["idle"].append(delay)
+        result = {
+            "delivery": delivery,
+            "parallelism": self.args.live_parallelism,
+            "rate_events_per_s": LIVE_RATE,
+            "seconds": seconds,
+            "events": len(sent),
+            "producer_behind_ms": behind_ms,
+            "drained_after_stream_s": consumed_s,
+            "bound_ms": LIVE_BOUND_MS,
+            "actions": len(actions),
+            "latency_ms": percentiles(by_kind["append"]),
+            "latency_by_rule_ms": {r: percentiles(v) for r, v in per_rule.items()},
+            "latency_visible_ms": percentiles(by_kind["visible"]),
+            "late_events": len(late_ids),
+            "metrics": metrics,
+            "checkpoint": checkpoint_summary(checkpoint),
+            "memory": label_processes(max_rss(memory_samples)),
+            "correctness": correctness,
+        }
+        if delivery == "exactly-once":
+            result["checkpoint_interval"] = EO_CHECKPOINT_INTERVAL
+        else:
+            result["timer_delay_ms"] = {
+                "live": percentiles(timers["live"]),
+                "idle": percentiles(timers["idle"]),
+                "idle_fire_after_ms": LIVE_IDLE_FIRE_AFTER_MS,
+            }
+            result["state"] = state_sample(self.rules, sent, LIVE_BOUND_MS)
+        log(f"{name}: latency {result['latency_ms']}, correctness {correctness['verdict']}")
+        return result
+
+    def timer_windows_ms(self) -> list[int]:
+        return [
+            getattr(r.pattern, "gap", None) or getattr(r.pattern, "within", 0)
+            for r in self.rules
+            if r.pattern.type in ("silence", "absence")
+        ]
+
+    # -- the run ---------------------------------------------------------------------------
+    def main(self) -> dict:
+        started = time.monotonic()
+        self.started_kafka = harness.ensure_kafka(self.bootstrap)
+        self.topics = harness.Topics(self.bootstrap, self.run_id)
+        try:
+            only = self.args.only
+            parallelisms = self.args.parallelism or self.mode["parallelisms"]
+            if only in (None, "throughput"):
+                self.preload()
+                self.result["throughput"] = {
+                    "detect": [self.throughput_detect(p) for p in parallelisms],
+                    "ceiling": [
+                        self.throughput_ceiling(p) for p in self.mode["ceiling_parallelisms"]
+                    ],
+                }
+                self.result["throughput"]["ratio"] = ratios(self.result["throughput"])
+            if only in (None, "live"):
+                self.result["live"] = {
+                    "at_least_once": self.live("at-least-once", self.mode["live_seconds"]),
+                    "exactly_once": self.live("exactly-once", self.mode["eo_seconds"]),
+                }
+        finally:
+            if hasattr(self, "_offsets"):
+                self._offsets.close()
+            if not self.args.keep_topics:
+                self.topics.delete_all()
+            if self.started_kafka:
+                harness.stop_kafka()
+        self.result["neighbours_at_end"] = neighbours()
+        if only is None:
+            self.result["acceptance"] = acceptance(self.result)
+        self.result["elapsed_s"] = round(time.monotonic() - started, 1)
+        return self.result
+
+
+class Sampler:
+    """RSS of the job's process tree every second while the live stream runs."""
+
+    def __init__(self, job: harness.FlinkJob, samples: list):
+        import threading
+
+        self.job, self.samples = job, samples
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(1.0):
+            self.samples.append(self.job.process_tree_rss())
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+
+def wait_consumed(job: harness.FlinkJob, events: int, limit_s: float) -> float | None:
+    """Seconds until the detect operator has taken every event (processed or late)."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        metrics = safe(job.user_metrics)
+        if metrics.get("detect.processed", 0) + metrics.get("detect.late", 0) >= events:
+            return round(time.monotonic() - started, 1)
+        time.sleep(1)
+    return None
+
+
+def wait_checkpoints(job: harness.FlinkJob, more: int, limit_s: float) -> None:
+    """Until `more` further checkpoints completed (exactly-once output is committed then)."""
+
+    def completed() -> int:
+        counts = safe(lambda: job.get(f"/jobs/{job.job_id}/checkpoints")["counts"])
+        return counts.get("completed", 0) if isinstance(counts, dict) else 0
+
+    target = completed() + more
+    started = time.monotonic()
+    while completed() < target and time.monotonic() - started < limit_s:
+        time.sleep(0.5)
+
+
+def event(event_id: str, user: str, event_type: str, ts: int) -> dict:
+    return {
+        "event_id": event_id,
+        "user_id": user,
+        "event_type": event_type,
+        "ts": ts,
+        "properties": {},
+        "device": "web",
+    }
+
+
+def diff(got: Counter, expected: list[dict]) -> dict:
+    want = Counter(a["action_id"] for a in expected)
+    return {
+        "expected": sum(want.values()),
+        "got": sum(got.values()),
+        "missing": sum(1 for k in want if k not in got),
+        "extra": sum(1 for k in got if k not in want),
+        "duplicates": sum(n - 1 for n in got.values() if n > 1),
+    }
+
+
+def safe(call):
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - a REST hiccup must not lose the run's figures
+        return {"error": repr(error)}
+
+
+def max_rss(samples: list[list[dict]]) -> list[dict]:
+    """The sample with the largest total RSS."""
+    return max(samples, key=lambda s: sum(p.get("VmRSS_mb", 0) for p in s), default=[])
+
+
+def label_processes(processes: list[dict]) -> dict:
+    """client: the Python that submits the job; MiniCluster JVM: its child (JobManager and
+    TaskManager; in thread mode the operators' Python interpreter lives in it); nested gateway
+    JVMs: Java children of that JVM (PyFlink calls made inside operators start a py4j gateway);
+    Python workers: Python children of the JVM (process mode)."""
+    out: dict = {"python_workers": 0, "python_workers_rss_mb": 0.0, "nested_jvm_rss_mb": 0.0}
+    root = next((p for p in processes if p.get("root")), None)
+    if root is None:
+        return out
+    out["client_rss_mb"] = root.get("VmRSS_mb")
+    jvm = next(
+        (p for p in processes if p.get("PPid") == str(root["pid"]) and p.get("Name") == "java"),
+        None,
+    )
+    if jvm is None:
+        return out
+    out["jvm_rss_mb"] = jvm.get("VmRSS_mb")
+    out["jvm_peak_rss_mb"] = jvm.get("VmHWM_mb")
+    for proc in processes:
+        if proc is root or proc is jvm:
+            continue
+        if proc.get("Name") == "java":
+            out["nested_jvm_rss_mb"] += proc.get("VmRSS_mb", 0.0)
+        elif "python" in proc.get("Name", ""):
+            out["python_workers"] += 1
+            out["python_workers_rss_mb"] += proc.get("VmRSS_mb", 0.0)
+    return out
+
+
+def checkpoint_summary(checkpoint) -> dict | None:
+    if not isinstance(checkpoint, dict):
+        return None
+    return {
+        k: checkpoint.get(k)
+        for k in ("id", "state_size", "checkpointed_size", "end_to_end_duration")
+    }
+
+
+def state_sample(rules, events: list[dict], bound_ms: int) -> dict:
+    """Replay the live stream (without the final flush) and weigh each user's state as the
+    operator stores it: a pickled UserState per user with anything pending."""
+    replay = Replay(Engine(rules), bound_ms)
+    for item in events:
+        replay.push(decode_event(orjson.dumps(item)))
+    sizes = [len(pickle.dumps(state)) for state in replay.states.values()]
+    summary = percentiles(sizes) or {}
+    summary["users_with_state"] = len(sizes)
+    summary["total_bytes"] = sum(sizes)
+    summary["mean_bytes"] = round(statistics.fmean(sizes)) if sizes else 0
+    return summary
+
+
+def ratios(throughput: dict) -> dict:
+    ceiling = {c["parallelism"]: c["events_per_s"] for c in throughput["ceiling"]}
+    best_ceiling = max(ceiling.values())
+    out = {}
+    for run in throughput["detect"]:
+        rate = run["events_per_s"] or 0
+        same = ceiling.get(run["parallelism"])
+        out[f"p{run['parallelism']}"] = {
+            "vs_same_parallelism": round(rate / same, 3) if same else None,
+            "vs_best_ceiling": round(rate / best_ceiling, 3),
+        }
+    return out
+
+
+def acceptance(result: dict) -> dict:
+    """Issue 7's targets, met or missed by how much."""
+    best_detect = max((d["events_per_s"] or 0) for d in result["throughput"]["detect"])
+    best_ceiling = max(c["events_per_s"] for c in result["throughput"]["ceiling"])
+    alo = result["live"]["at_least_once"]
+    p99 = (alo["latency_ms"] or {}).get("p99")
+    live_timer = (alo["timer_delay_ms"]["live"] or {}).get("max")
+    timer_limit = alo["bound_ms"] + 200
+    correct = [d["correctness"]["verdict"] for d in result["throughput"]["detect"]]
+    correct += [result["live"][m]["correctness"]["verdict"] for m in result["live"]]
+    return {
+        "throughput_share_of_ceiling": {
+            "target": 0.5,
+            "value": round(best_detect / best_ceiling, 3),
+            "met": best_detect >= 0.5 * best_ceiling,
+        },
+        "p99_latency_ms": {"target": 200, "value": p99, "met": p99 is not None and p99 <= 200},
+        "live_timer_max_delay_ms": {
+            "target": timer_limit,
+            "value": live_timer,
+            "met": live_timer is not None and live_timer <= timer_limit,
+        },
+        "correctness": {
+            "target": "0 missing, 0 extra",
+            "value": correct,
+            "met": all(v == "equal" for v in correct),
+        },
+    }
+
+
+def machine() -> dict:
+    mem_kb = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": sys.version.split()[0],
+        "java": java.splitlines()[0] if java else None,
+        "load_avg_at_start": os.getloadavg()[0],
+        "neighbours_at_start": neighbours(),
+    }
+
+
+def neighbours() -> list[str]:
+    """Other Flink JVMs on the machine: a benchmark sharing 2 cores with one measures both."""
+    mine = set(harness.process_tree(os.getpid()))
+    found = []
+    for pid in harness.process_tree(1):
+        if pid in mine:
+            continue
+        info = harness.proc_status(pid)
+        if "PythonGatewayServer" in info.get("cmdline", "") or "flink" in info.get("cmdline", ""):
+            found.append(f"{pid}: {info.get('cmdline', '')[:120]}")
+    return found
+
+
+def table(result: dict) -> str:
+    rows = []
+    throughput = result.get("throughput", {"detect": [], "ceiling": [], "ratio": {}})
+    for d in throughput["detect"]:
+        rows.append(
+            (
+                f"detect p{d['parallelism']} events/s",
+                f"{d['events_per_s']:,}",
+                f"{d['seconds']} s, late {d['late_events']}, {d['correctness']['verdict']}",
+            )
+        )
+    for c in throughput["ceiling"]:
+        rows.append(
+            (
+                f"ceiling (JVM SQL) p{c['parallelism']} events/s",
+                f"{c['events_per_s']:,}",
+                f"{c['seconds']} s, {c['records_out']:,} records out",
+            )
+        )
+    for key, value in throughput["ratio"].items():
+        rows.append(
+            (
+                f"detect {key} / ceiling",
+                f"{value['vs_same_parallelism']}",
+                f"vs best ceiling {value['vs_best_ceiling']}",
+            )
+        )
+    for mode, live in result.get("live", {}).items():
+        lat = live["latency_ms"] or {}
+        rows.append(
+            (
+                f"latency {mode} append->append ms",
+                "/".join(str(lat.get(k)) for k in ("p50", "p95", "p99", "max")),
+                f"p50/p95/p99/max, n={lat.get('n')}",
+            )
+        )
+        vis = live["latency_visible_ms"] or {}
+        rows.append(
+            (
+                f"latency {mode} append->visible ms",
+                "/".join(str(vis.get(k)) for k in ("p50", "p95", "p99", "max")),
+                "read_committed consumer"
+                + (
+                    f", checkpoint {live.get('checkpoint_interval')}"
+                    if mode == "exactly_once"
+                    else ""
+                ),
+            )
+        )
+        if "timer_delay_ms" in live:
+            for phase in ("live", "idle"):
+                t = live["timer_delay_ms"][phase] or {}
+                rows.append(
+                    (
+                        f"timer delay {phase} ms",
+                        "/".join(str(t.get(k)) for k in ("p50", "p95", "p99", "max")),
+                        f"n={t.get('n')}"
+                        + (
+                            f", idle_fire_after {live['timer_delay_ms']['idle_fire_after_ms']}"
+                            if phase == "idle"
+                            else f", bound {live['bound_ms']}"
+                        ),
+                    )
+                )
+            st = live["state"]
+            rows.append(
+                (
+                    "state per armed user bytes",
+                    f"{st.get('mean_bytes')}",
+                    f"p95 {st.get('p95')}, {st['users_with_state']:,} users with state",
+                )
+            )
+        mem = live["memory"]
+        rows.append(
+            (
+                f"memory {mode} MB",
+                f"JVM {mem.get('jvm_rss_mb')}",
+                f"client {mem.get('client_rss_mb')}, nested gateway JVM "
+                f"{mem.get('nested_jvm_rss_mb')}, python workers "
+                f"{mem['python_workers_rss_mb']} ({mem['python_workers']})",
+            )
+        )
+        c = live["correctness"]
+        rows.append(
+            (f"correctness {mode}", c["verdict"], f"late {c['late_events']}, strict {c['strict']}")
+        )
+    for key, value in result.get("acceptance", {}).items():
+        rows.append(
+            (
+                f"target {key}",
+                "met" if value["met"] else "MISSED",
+                f"value {value['value']} target {value['target']}",
+            )
+        )
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small numbers, < 3 minutes")
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", LOCAL_KAFKA_BOOTSTRAP),
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--live-parallelism", type=int, default=2)
+    parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument(
+        "--drain-limit", type=float, default=300, help="seconds to wait for a live job's backlog"
+    )
+    parser.add_argument("--only", choices=["throughput", "live"], help="one part (for a look)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        action="append",
+        help="throughput parallelisms (default: 1 and 2)",
+    )
+    args = parser.parse_args()
+    bench = Bench(args)
+    result = bench.main()
+    (bench.run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    print(table(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
