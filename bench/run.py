@@ -821,9 +821,13 @@ def neighbours() -> list[str]:
     for pid in harness.process_tree(1):
         if pid in mine:
             continue
-        info = harness.proc_status(pid)
-        if "PythonGatewayServer" in info.get("cmdline", "") or "flink" in info.get("cmdline", ""):
-            found.append(f"{pid}: {info.get('cmdline', '')[:120]}")
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                text = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "PythonGatewayServer" in text or "bench/" in text:
+            found.append(f"{pid}: {text[-160:]}")
     return found
 
 
