@@ -13,7 +13,7 @@ JARS_STAMP := .cache/jars/.resolved
 # PyFlink starts its Python workers with `python` from PATH: it must be the venv's.
 RUN_PY := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: compose-config help setup postgres-server infra-up infra-down test test-unit lint demo clean-run clean
+.PHONY: bench compose-config help setup postgres-server infra-up infra-down test test-unit lint demo clean-run clean
 
 help:
 	@echo "make setup       venv + pip install, JVM jars (Maven), PostgreSQL server if missing"
@@ -22,6 +22,7 @@ help:
 	@echo "make test        the whole suite, unit and integration (fixtures start the services)"
 	@echo "make test-unit   unit tests only (no JVM, no services)"
 	@echo "make lint        ruff"
+	@echo "make bench       benchmark vs the JVM-only ceiling (BENCH_ARGS=--quick)"
 	@echo "make demo        the system live for a minute (DEMO_ARGS=\"--duration 30\")"
 	@echo "make clean-run   stop the services and delete their state (.run/)"
 	@echo "make clean       clean-run, and delete resolved jars (.cache/jars)"
@@ -80,6 +81,10 @@ lint: $(VENV_STAMP)
 # local Braze/Iterable-compatible endpoints, a generated stream; stops what it started.
 demo: setup
 	@$(RUN_PY) $(BIN)/python deploy/local/demo.py $(DEMO_ARGS)
+
+# Throughput vs the JVM-only ceiling, latency, timers, memory, correctness (bench/README.md).
+bench: setup
+	$(RUN_PY) $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Validates the compose file without a Docker engine (Debian's docker-compose package).
 compose-config:
