@@ -4,7 +4,25 @@
       -> rule engine (late -> late events) -> actions (file or Kafka, keyed by user_id)
 
 `build_pipeline` is the whole topology for both modes; `run` picks the source and sink. The same
-file runs under `flink run -py jobs/detect.py -- --rules ...` on a cluster.
+module runs on a cluster as `flink run -pym jobs.detect -pyfs <project dir> --rules ...`.
+
+Choices the design left open (details in jobs/operators.py and jobs/prefilter.py):
+- Lateness, file mode: decided at decode in file order by the backtest's rule (ts < max_ts_seen -
+  bound), so a file run equals `moments backtest` on any input, late events included. Kafka mode:
+  ts below the operator's watermark (`for_bounded_out_of_orderness(bound - 1 ms)` = max_ts - bound;
+  bound 0 gives max_ts - 1, 1 ms more lenient).
+- detected_at: event time of detection (the timer's time, >= trigger_ts) in file mode, wall-clock
+  ms in Kafka mode.
+- Liveness: processing-time timers force a user's event time to its pending deadline once the
+  watermark stood still for idle_fire_after and wall-clock is past the deadline by as much;
+  later events of that user below it are late.
+- Metrics (operator scope): decode.events_in, decode.invalid, detect.processed, detect.late,
+  detect.idle_forced_advances, detect.rule.<id>.actions, enrich.{ok,missing,unavailable},
+  enrich.cache_hits, enrich.crm_latency_ms (gauge), enrich.crm_latency_ms_total. With the JVM
+  prefilter, records it skips are counted only by the source (numRecordsOut): events in =
+  skipped + decode.events_in. The PyFlink wheel ships no reporter jar: for
+  `--metrics-reporter prometheus` put org.apache.flink:flink-metrics-prometheus:2.2.1 in
+  $FLINK_PLUGINS_DIR/metrics-prometheus/ (or Flink's lib/).
 """
 
 from __future__ import annotations
@@ -113,6 +131,13 @@ def configure_parser(parser) -> None:
         help="extra jar for the job (the Kafka connector is found in .cache/jars/flink)",
     )
     runtime.add_argument("--rest-port", type=int, help="local MiniCluster web/REST port")
+    runtime.add_argument(
+        "--flink-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other Flink configuration option (repeatable)",
+    )
 
 
 def flink_configuration(config: DetectConfig, args=None):
@@ -144,13 +169,37 @@ def flink_configuration(config: DetectConfig, args=None):
         conf.set_string("execution.state-recovery.path", args.from_checkpoint)
     if args is not None and getattr(args, "rest_port", None):
         conf.set_string("rest.port", str(args.rest_port))
+    for option in getattr(args, "flink_conf", None) or []:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--flink-conf {option!r}: expected KEY=VALUE")
+        conf.set_string(key.strip(), value.strip())
     if config.metrics_reporter != "none":
+        _warn_if_reporter_missing(config.metrics_reporter)
         factory = REPORTER_FACTORIES[config.metrics_reporter]
         name = "prom" if config.metrics_reporter == "prometheus" else config.metrics_reporter
         conf.set_string(f"metrics.reporter.{name}.factory.class", factory)
         if config.metrics_reporter == "prometheus":
             conf.set_string(f"metrics.reporter.{name}.port", config.prometheus_port)
     return conf
+
+
+def _warn_if_reporter_missing(reporter: str) -> None:
+    """PyFlink's wheel ships no metric reporter jars (checked: 2.2.1 has none in lib/ or opt/);
+    Flink starts without a reporter it cannot load, so say so up front."""
+    import os
+
+    import pyflink
+
+    flink_home = Path(os.environ.get("FLINK_HOME") or Path(pyflink.__file__).parent)
+    plugins = Path(os.environ.get("FLINK_PLUGINS_DIR") or flink_home / "plugins")
+    candidates = [*flink_home.glob("lib/*.jar"), *plugins.glob("*/*.jar")]
+    if not any(f"flink-metrics-{reporter}" in jar.name for jar in candidates):
+        print(
+            f"moments run: warning: no flink-metrics-{reporter} jar in {flink_home}/lib or "
+            f"{plugins}/*/: the {reporter} reporter will not start (see jobs/detect.py)",
+            file=sys.stderr,
+        )
 
 
 def build_pipeline(env, t_env, config: DetectConfig):
@@ -309,12 +358,12 @@ def _count_records(path: Path) -> int:
 def run(args) -> int:
     try:
         config = DetectConfig.from_args(args)
+        if config.kafka_mode:
+            run_kafka_mode(config, args)
+            return 0
+        summary = run_file_mode(config, args)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    if config.kafka_mode:
-        run_kafka_mode(config, args)
-        return 0
-    summary = run_file_mode(config, args)
     print(
         "moments run: {events_in} events in, {processed} processed, {late} late, "
         "{dead_lettered} dead-lettered; {actions} actions".format(**summary),

@@ -218,6 +218,8 @@ class DetectMoments(KeyedProcessFunction):
             detected_at = _now_ms()
             advance_to = watermark
         else:
+            # The timer firing proves the watermark reached its time, whatever the runtime reports.
+            watermark = max(watermark, timestamp)
             if self.forced is not None:
                 forced = self.forced.value()
                 if forced is not None and forced > watermark:
