@@ -75,7 +75,7 @@ class DetectConfig(BaseModel):
     execution_mode: Literal["process", "thread"] = "thread"
     jvm_prefilter: bool = True
     crm: CrmSettings = Field(default_factory=CrmSettings)
-    enrichment_layout: Literal["sync", "async"] = "sync"
+    enrichment_layout: Literal["sync", "async"] = "async"
     metrics_reporter: Literal["none", "prometheus", "jmx", "slf4j"] = "none"
     prometheus_port: str = "9249"
     python_executable: str = sys.executable

@@ -16,6 +16,11 @@ Choices the design left open (details in jobs/operators.py and jobs/prefilter.py
 - Liveness: processing-time timers force a user's event time to its pending deadline once the
   watermark stood still for idle_fire_after and wall-clock is past the deadline by as much;
   later events of that user below it are late.
+- Enrichment: async by default. Measured (local PostgreSQL, cached): healthy CRM, 60k events /
+  3433 actions: no CRM 49.4 s, sync 49.4 s, async 53.7 s (a process-mode worker to start); CRM
+  that never answers (200 ms timeout), 15k events / 978 actions: no CRM 21.5 s, sync 149.5 s
+  (detection stalls behind each lookup), async 48.6 s. The enrich.* metrics below are emitted
+  by the sync layout; the async operator's (process mode) did not show up in the REST API.
 - Metrics (operator scope): decode.events_in, decode.invalid, detect.processed, detect.late,
   detect.idle_forced_advances, detect.rule.<id>.actions, enrich.{ok,missing,unavailable},
   enrich.cache_hits, enrich.crm_latency_ms (gauge), enrich.crm_latency_ms_total. With the JVM
@@ -114,9 +119,10 @@ def configure_parser(parser) -> None:
     runtime.add_argument(
         "--enrichment-layout",
         choices=["sync", "async"],
-        default="sync",
-        help="CRM lookups (configured by CRM_* variables): cached synchronous lookups in the "
-        "thread-mode job (default), or PyFlink AsyncDataStream in a process-mode operator",
+        default="async",
+        help="CRM lookups (configured by CRM_* variables): PyFlink AsyncDataStream in a "
+        "process-mode operator (default: a slow CRM does not stall detection), or cached "
+        "synchronous lookups in the thread-mode job (no extra worker, but blocks on a slow CRM)",
     )
     runtime.add_argument(
         "--metrics-reporter",

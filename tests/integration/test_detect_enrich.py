@@ -78,8 +78,9 @@ def test_known_and_unknown_users(tmp_path, crm_dsn, layout):
     assert len(actions) == 4  # cart_silence and no_checkout for each user
 
 
-def test_crm_down_still_emits_every_action(tmp_path):
-    actions = run_with_crm(tmp_path, f"postgresql://moments@127.0.0.1:{closed_port()}/crm", "sync")
+@pytest.mark.parametrize("layout", ["sync", "async"])
+def test_crm_down_still_emits_every_action(tmp_path, layout):
+    actions = run_with_crm(tmp_path, f"postgresql://moments@127.0.0.1:{closed_port()}/crm", layout)
     assert len(actions) == 4
     assert {a["enrichment"] for a in actions.values()} == {"unavailable"}
     assert all(a["profile"] == {} for a in actions.values())
