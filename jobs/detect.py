@@ -1,21 +1,34 @@
 """`moments run`: the PyFlink detection job.
 
-    events (file or Kafka) -> decode (bad -> DLQ) -> event-time watermarks -> key_by(user_id)
+    events (file or Kafka) -> decode (bad -> DLQ) -> key_by(user_id)
       -> rule engine (late -> late events) -> actions (file or Kafka, keyed by user_id)
 
 `build_pipeline` is the whole topology for both modes; `run` picks the source and sink. The same
 module runs on a cluster as `flink run -pym jobs.detect -pyfs <project dir> --rules ...`.
 
+How watermarks are made:
+- Kafka mode: at the source, per Kafka partition. The events table (jobs/sources.py) has a rowtime
+  `rt` = the record's integer `ts` (epoch ms, read in SQL), else the Kafka record timestamp (RFC
+  3339 ts, invalid records: a NULL rowtime would fail the job), and
+  `WATERMARK FOR rt AS rt - bound`: Flink SQL emits exactly max_ts - bound (tested at the
+  boundary). The planner pushes it into the Kafka source, which tracks one watermark per
+  partition (split) and emits their minimum, so one reader interleaving the partitions of a
+  backlog in fetch-sized chunks makes nothing late; a partition without records for
+  --source-idle-timeout (`table.exec.source.idle-timeout`) stops holding it back. The watermark
+  passes the prefilter's WHERE, to_data_stream and decode unchanged; no DataStream assigner.
+- File mode: one reader, in file order, by `for_bounded_out_of_orderness(bound - 1 ms)` after
+  decode (Flink emits max_ts - (bound - 1) - 1 = max_ts - bound; bound 0: max_ts - 1).
+
 Choices the design left open (details in jobs/operators.py and jobs/prefilter.py):
 - Lateness, file mode: decided at decode in file order by the backtest's rule (ts < max_ts_seen -
   bound), so a file run equals `moments backtest` on any input, late events included. Kafka mode:
-  ts below the operator's watermark (`for_bounded_out_of_orderness(bound - 1 ms)` = max_ts - bound;
-  bound 0 gives max_ts - 1, 1 ms more lenient).
+  ts below the operator's watermark (max_ts - bound, the minimum over partitions).
 - detected_at: event time of detection (the timer's time, >= trigger_ts) in file mode, wall-clock
   ms in Kafka mode.
 - Liveness: processing-time timers force a user's event time to its pending deadline once the
-  watermark stood still for idle_fire_after and wall-clock is past the deadline by as much;
-  later events of that user below it are late.
+  subtask's input is idle, i.e. for idle_fire_after no element arrived and the watermark did not
+  move (a watermark standing still under backlog is not idleness), and wall-clock is past the
+  deadline by as much; later events of that user below it are late.
 - Enrichment: async by default. Measured (local PostgreSQL, cached): healthy CRM, 60k events /
   3433 actions: no CRM 49.4 s, sync 49.4 s, async 53.7 s (a process-mode worker to start); CRM
   that never answers (200 ms timeout), 15k events / 978 actions: no CRM 21.5 s, sync 149.5 s
@@ -237,22 +250,24 @@ def build_pipeline(env, t_env, config: DetectConfig):
     if file_mode:
         decoded = decoded.set_parallelism(1)
 
-    # Flink emits max_ts - d - 1; the engine's (and backtest's) watermark is max_ts - bound.
-    bound = config.max_out_of_orderness_ms
-    watermarks = (
-        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound - 1))
-        if bound > 0
-        else WatermarkStrategy.for_monotonous_timestamps()
-    )
-    if not file_mode:
-        watermarks = watermarks.with_idleness(Duration.of_millis(config.source_idle_timeout_ms))
-    # Last: PyFlink's with_idleness returns a strategy without the Python timestamp assigner.
-    watermarks = watermarks.with_timestamp_assigner(EventTimeOf())
-    timed = (
-        decoded.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
-    )
     if file_mode:
-        timed = timed.set_parallelism(1)
+        # Flink emits max_ts - d - 1; the engine's (and backtest's) watermark is max_ts - bound.
+        bound = config.max_out_of_orderness_ms
+        watermarks = (
+            WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(bound - 1))
+            if bound > 0
+            else WatermarkStrategy.for_monotonous_timestamps()
+        ).with_timestamp_assigner(EventTimeOf())
+        timed = (
+            decoded.assign_timestamps_and_watermarks(watermarks)
+            .name("event-time")
+            .uid("event-time")
+            .set_parallelism(1)
+        )
+    else:
+        # The Kafka source made the watermarks, per partition (jobs.sources); they pass through
+        # the SQL filter, to_data_stream and decode unchanged.
+        timed = decoded
 
     enrich = config.crm.backend != "none"
     detected = (

@@ -56,7 +56,8 @@ def certainly_valid_and_unread_sql(read_types: Iterable[str]) -> str:
 
 
 def python_records_query(read_types: frozenset[str] | None, table: str = "events_raw") -> str:
-    """The records Python must see, with their Kafka coordinates."""
+    """The records Python must see, with their Kafka coordinates. A plain WHERE over the source
+    table: the source's per-partition watermarks pass it (skipped records still move them)."""
     columns = "`value`, `topic`, `partition`, `offset`"
     if read_types is None:
         return f"SELECT {columns} FROM {table}"

@@ -4,6 +4,11 @@ Both give a stream of raw records for `DecodeEvents`: a line (str) from the file
 Row(value: bytes, topic, partition, offset) from Kafka. Kafka is read through the Table API's
 connector because its metadata columns give the topic/partition/offset the dead-letter records need
 (the DataStream KafkaSource in PyFlink only offers value-only deserializers).
+
+Event time in Kafka mode is made here: the table's rowtime and WATERMARK clause are pushed into the
+Kafka source (the plan shows `watermark=[...]`, `idletimeout=[...]` on the TableSourceScan), which
+keeps one watermark per partition and emits their minimum; the watermark is exactly
+max_ts - bound (the backtest's). The prefilter's WHERE and to_data_stream keep it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ def file_lines(env: StreamExecutionEnvironment, config: DetectConfig):
     )
 
 
+def rowtime_sql() -> str:
+    """The event time of a record for watermarks: its integer `ts` (epoch ms), else the Kafka
+    record's timestamp (an RFC 3339 `ts`, an invalid record: the rowtime must not be NULL)."""
+    ts = "TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), '$.ts') AS BIGINT)"
+    return f"COALESCE(TO_TIMESTAMP_LTZ({ts}, 3), `timestamp`)"
+
+
+def interval_sql(ms: int) -> str:
+    """A day-time interval literal of `ms` milliseconds (Flink SQL has no MILLISECOND unit)."""
+    seconds = f"{ms // 1000}.{ms % 1000:03d}"
+    return f"INTERVAL '{seconds}' SECOND({max(len(str(ms // 1000)), 1)}, 3)"
+
+
 def kafka_events_table_ddl(config: DetectConfig, table: str = "events_raw") -> str:
     options = {
         "connector": "kafka",
@@ -56,7 +74,10 @@ CREATE TEMPORARY TABLE {table} (
   `value` BYTES,
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
-  `offset` BIGINT METADATA VIRTUAL
+  `offset` BIGINT METADATA VIRTUAL,
+  `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL,
+  `rt` AS {rowtime_sql()},
+  WATERMARK FOR `rt` AS `rt` - {interval_sql(config.max_out_of_orderness_ms)}
 ) WITH (
   {with_clause}
 )"""
@@ -68,6 +89,10 @@ def kafka_records(t_env: StreamTableEnvironment, config: DetectConfig):
     from jobs.prefilter import python_records_query
     from udfs.engine import Engine
 
+    # An idle partition (split) stops holding the watermark back after this long.
+    t_env.get_config().set(
+        "table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms"
+    )
     t_env.execute_sql(kafka_events_table_ddl(config))
     read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
     return t_env.to_data_stream(t_env.sql_query(python_records_query(read_types)))
