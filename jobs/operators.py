@@ -107,8 +107,9 @@ class DetectMoments(KeyedProcessFunction):
     user is always registered and a timer that finds `wakeup > watermark` is stale and skipped.
 
     Liveness (`idle_fire_after_ms`): with it set, every registered wakeup T also gets a
-    processing-time timer. When it fires and the watermark has not reached T, and the watermark
-    has not moved for `idle_fire_after_ms` of wall-clock time, and wall-clock time is past
+    processing-time timer. When it fires and the watermark has not reached T, and the input of
+    this subtask is idle (see `idle_force_due`: for `idle_fire_after_ms` of wall-clock time no
+    element arrived and the watermark did not move), and wall-clock time is past
     T + idle_fire_after_ms, this user's event time is forced to T: the engine advances to T (the
     deadline fires at its own trigger_ts) and later events of this user below T are late. The
     forced time is kept in keyed state, so it survives restarts.
@@ -149,6 +150,7 @@ class DetectMoments(KeyedProcessFunction):
             self.forced = runtime_context.get_state(forced)
         self.watermark_seen = MIN_WATERMARK
         self.watermark_moved_at = _now_ms()
+        self.input_seen_at = self.watermark_moved_at
         metrics = runtime_context.get_metrics_group()
         self.processed = metrics.counter("processed")
         self.late = metrics.counter("late")
@@ -166,6 +168,7 @@ class DetectMoments(KeyedProcessFunction):
 
     def process_element(self, value, ctx):
         user_id, event, raw = value
+        self.input_seen_at = _now_ms()
         watermark = self._watermark(ctx)
         if self.forced is not None:
             forced = self.forced.value()
@@ -208,7 +211,9 @@ class DetectMoments(KeyedProcessFunction):
                     watermark = forced
             if wakeup > watermark:
                 now = _now_ms()
-                due = max(wakeup, self.watermark_moved_at) + self.idle_fire_after_ms
+                due = idle_force_due(
+                    wakeup, self.watermark_moved_at, self.input_seen_at, self.idle_fire_after_ms
+                )
                 if now < due:
                     ctx.timer_service().register_processing_time_timer(due)
                     return
@@ -246,6 +251,21 @@ class DetectMoments(KeyedProcessFunction):
         next_wakeup = self.engine.wakeup(state)
         if next_wakeup is not None:
             self._arm(ctx, next_wakeup)
+
+
+def idle_force_due(
+    wakeup: int, watermark_moved_at: int, input_seen_at: int, idle_fire_after_ms: int
+) -> int:
+    """The wall-clock ms from which a pending wakeup (event time) may be forced, all in ms.
+
+    Forcing is for an idle input only. A watermark standing still is not enough: under backlog or
+    backpressure it stands still too while elements keep coming, and forcing then fires deadlines
+    early and makes later events late. So the subtask must also have received no element for
+    `idle_fire_after_ms` (`input_seen_at`: the last one), and the watermark must not have moved
+    for as long (`watermark_moved_at`: with the JVM prefilter dropping records, a moving watermark
+    is the only sign of input). And wall-clock must be past the deadline by as much.
+    """
+    return max(wakeup, watermark_moved_at, input_seen_at) + idle_fire_after_ms
 
 
 def _now_ms() -> int:
