@@ -43,11 +43,22 @@ def file_lines(env: StreamExecutionEnvironment, config: DetectConfig):
     )
 
 
+RFC3339_UTC_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS][.SSSSSS][.SSS][.SS][.S]'Z'"  # java.time
+
+
 def rowtime_sql() -> str:
-    """The event time of a record for watermarks: its integer `ts` (epoch ms), else the Kafka
-    record's timestamp (an RFC 3339 `ts`, an invalid record: the rowtime must not be NULL)."""
-    ts = "TRY_CAST(JSON_VALUE(CAST(`value` AS STRING), '$.ts') AS BIGINT)"
-    return f"COALESCE(TO_TIMESTAMP_LTZ({ts}, 3), `timestamp`)"
+    """The event time of a record for watermarks (never NULL: a NULL rowtime fails the job).
+
+    Its `ts` as integer epoch ms, or as an RFC 3339 string in UTC (`...Z`; Flink's parser ignores
+    numeric offsets, so those are not parsed here); else the Kafka record's timestamp (other RFC
+    3339 strings, invalid records). Only the watermark comes from this: Python decodes `ts` itself.
+    """
+    ts = "JSON_VALUE(CAST(`value` AS STRING), '$.ts')"
+    return (
+        f"COALESCE(TO_TIMESTAMP_LTZ(TRY_CAST({ts} AS BIGINT), 3), "
+        f"CASE WHEN {ts} LIKE '%Z' THEN TO_TIMESTAMP_LTZ({ts}, {sql_string(RFC3339_UTC_FORMAT)}, "
+        "'UTC') END, `timestamp`)"
+    )
 
 
 def interval_sql(ms: int) -> str:
