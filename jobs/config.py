@@ -67,7 +67,7 @@ class DetectConfig(BaseModel):
     # Event time.
     max_out_of_orderness_ms: int = Field(2_000, ge=0)
     idle_fire_after_ms: int | None = Field(None, ge=1)
-    source_idle_timeout_ms: int = Field(1_000, ge=1)
+    source_idle_timeout_ms: int = Field(10_000, ge=1)
     state_ttl_ms: int = Field(7 * 86_400_000, ge=1)
 
     # Runtime.

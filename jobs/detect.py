@@ -112,8 +112,10 @@ def configure_parser(parser) -> None:
     )
     timing.add_argument(
         "--source-idle-timeout",
-        default="1s",
-        help="a source split without records for this long stops holding the watermark back",
+        default="10s",
+        help="a Kafka partition without records for this long stops holding the watermark back "
+        "(default 10s: shorter lets a partition starved by backpressure while a backlog is read "
+        "be marked idle, and its later events come out late)",
     )
     timing.add_argument("--state-ttl", default="7d", help="safety-net TTL of per-user state")
     runtime = parser.add_argument_group("runtime")
