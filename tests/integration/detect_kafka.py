@@ -33,6 +33,17 @@ def create_topics(admin, prefix: str, partitions: dict[str, int]) -> dict[str, s
     return names
 
 
+def kafka_args(bootstrap: str, topics: dict[str, str], rules, group: str = "detect") -> list[str]:
+    """The `moments run` flags every Kafka test shares: rules, broker, the four topics, a group
+    of its own, reading from the earliest offsets."""
+    return [
+        "--rules", str(rules), "--bootstrap-servers", bootstrap,
+        "--events-topic", topics["events"], "--actions-topic", topics["actions"],
+        "--dlq-topic", topics["dlq"], "--late-topic", topics["late"],
+        "--group-id", f"{group}-{topics['events']}", "--starting-offsets", "earliest",
+    ]  # fmt: skip
+
+
 def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
     """Each line as one record, keyed by user_id when it has one (per-user order is kept)."""
     from kafka import KafkaProducer

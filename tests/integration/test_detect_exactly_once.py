@@ -15,7 +15,13 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.detect_data import generate, write_inputs
-from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics, produce
+from tests.integration.detect_kafka import (
+    RunningJob,
+    TopicReader,
+    create_topics,
+    kafka_args,
+    produce,
+)
 from tests.integration.test_detect_file import backtest, without_detected_at
 
 pytestmark = pytest.mark.integration
@@ -47,10 +53,7 @@ def test_restart_from_checkpoint_emits_each_action_once(kafka_bootstrap, kafka_a
     topics = create_topics(kafka_admin, "eos", {"events": 1, "actions": 1, "dlq": 1, "late": 1})
     checkpoints = tmp_path / "checkpoints"
     args = [
-        "--rules", str(rules), "--bootstrap-servers", kafka_bootstrap,
-        "--events-topic", topics["events"], "--actions-topic", topics["actions"],
-        "--dlq-topic", topics["dlq"], "--late-topic", topics["late"],
-        "--group-id", f"eos-{topics['events']}", "--starting-offsets", "earliest",
+        *kafka_args(kafka_bootstrap, topics, rules, group="eos"),
         "--delivery", "exactly-once", "--transactional-id-prefix", f"eos-{topics['events']}",
         "--checkpoint-interval", "2s", "--checkpoint-dir", str(checkpoints),
         "--idle-fire-after", "3s", "--parallelism", "1",

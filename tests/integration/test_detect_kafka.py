@@ -17,7 +17,13 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.detect_data import generate, write_inputs
-from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics, produce
+from tests.integration.detect_kafka import (
+    RunningJob,
+    TopicReader,
+    create_topics,
+    kafka_args,
+    produce,
+)
 from tests.integration.test_detect_file import backtest, without_detected_at
 
 pytestmark = pytest.mark.integration
@@ -37,22 +43,7 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     }
     job = RunningJob(
         [
-            "--rules",
-            str(rules),
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--events-topic",
-            topics["events"],
-            "--actions-topic",
-            topics["actions"],
-            "--dlq-topic",
-            topics["dlq"],
-            "--late-topic",
-            topics["late"],
-            "--group-id",
-            f"detect-{topics['events']}",
-            "--starting-offsets",
-            "earliest",
+            *kafka_args(kafka_bootstrap, topics, rules),
             "--max-out-of-orderness",
             "2s",
             "--idle-fire-after",

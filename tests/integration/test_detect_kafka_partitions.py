@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.detect_data import T0, event, write_inputs
-from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics
+from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics, kafka_args
 from tests.integration.test_detect_file import backtest, without_detected_at
 
 pytestmark = pytest.mark.integration
@@ -74,22 +74,7 @@ def partitioned_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     }
     job = RunningJob(
         [
-            "--rules",
-            str(rules),
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--events-topic",
-            topics["events"],
-            "--actions-topic",
-            topics["actions"],
-            "--dlq-topic",
-            topics["dlq"],
-            "--late-topic",
-            topics["late"],
-            "--group-id",
-            f"detect-{topics['events']}",
-            "--starting-offsets",
-            "earliest",
+            *kafka_args(kafka_bootstrap, topics, rules),
             "--max-out-of-orderness",
             f"{BOUND_MS}ms",
             "--idle-fire-after",
