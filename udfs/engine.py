@@ -11,6 +11,14 @@ Hosts (the Flink operator, the backtest, the tests) call three entry points:
 
 A watermark W means no event with ts < W will be accepted, so events at W may still come: they wait
 for the next advance. `float('inf')` ends a bounded input and flushes everything.
+
+Activity events (exact, and cheaper): with a silence rule in the set, an event whose type no rule's
+filters can match ("activity") still matters, but only its timestamp, and only to move an armed
+silence deadline later. So such events are kept per bucket of `activity_bucket_ms` (the smallest
+silence gap) as the earliest and the latest only: any deadline set before the bucket's earliest
+event is moved by it past the bucket's end, so events between the two change nothing. Activity
+needs no timer of its own: it is matched by whichever advance comes next (a deadline, a buffered
+event, or the bucket's end, when it is dropped); it never makes a deadline earlier.
 """
 
 from __future__ import annotations
@@ -27,26 +35,38 @@ END_OF_TIME = float("inf")
 
 
 class UserState:
-    """Everything the engine keeps for one user; empty (and droppable) when nothing is pending."""
+    """Everything the engine keeps for one user; empty (and droppable) when nothing is pending.
 
-    __slots__ = ("pending", "rules")
+    `timer` and `forced` belong to the host (the Flink operator keeps its registered event-time
+    timer and its idle-forced event time here, so one state read serves both); `forced` keeps
+    the state from being empty.
+    """
+
+    __slots__ = ("pending", "rules", "activity", "timer", "forced")
 
     def __init__(self) -> None:
-        # Buffered events, kept sorted by (ts, event_id).
+        # Buffered events some rule's filters can match, kept sorted by (ts, event_id).
         self.pending: list[EngineEvent] = []
         self.rules: dict[str, RuleState] = {}
+        # Activity bucket -> [earliest, latest] not yet matched (earliest None once matched).
+        self.activity: dict[int, list] = {}
+        self.timer: int | None = None
+        self.forced: int | None = None
 
     def __getstate__(self) -> tuple:
-        return (self.pending, self.rules)
+        return (self.pending, self.rules, self.activity, self.timer, self.forced)
 
     def __setstate__(self, state: tuple) -> None:
-        self.pending, self.rules = state
+        self.pending, self.rules, self.activity, self.timer, self.forced = state
 
     def is_empty(self) -> bool:
-        return not self.pending and not self.rules
+        return not (self.pending or self.rules or self.activity) and self.forced is None
 
     def __repr__(self) -> str:
-        return f"UserState(pending={self.pending!r}, rules={self.rules!r})"
+        return (
+            f"UserState(pending={self.pending!r}, rules={self.rules!r}, "
+            f"activity={self.activity!r}, timer={self.timer!r}, forced={self.forced!r})"
+        )
 
 
 _order = itemgetter(0, 1)  # (ts, event_id): the order a user's events are matched in
@@ -59,12 +79,51 @@ class Engine:
         self.by_id = {rule.id: rule for rule in self.rules}
         self._deadline_patterns = [p for p in self.patterns if p.has_deadline]
         self._known = {p.rule_id for p in self.patterns}
+        # Activity (see the module doc): only with a silence rule, and only when every rule's
+        # filters name their event types.
+        gaps = [p.gap_ms for p in self.patterns if p.reads_every_event]
+        filtered: set[str] | None = set()
+        for pattern in self.patterns:
+            types = pattern.filter_types()
+            if types is None:
+                filtered = None
+                break
+            filtered |= types
+        self.filtered_types: frozenset[str] | None = (
+            frozenset(filtered) if gaps and filtered is not None else None
+        )
+        self.activity_bucket_ms: int | None = min(gaps) if self.filtered_types else None
+
+    def is_activity(self, event_type: str) -> bool:
+        """True for an event only a silence rule's "every event" clause reads."""
+        return self.filtered_types is not None and event_type not in self.filtered_types
 
     def accept(self, state: UserState, event: EngineEvent, watermark: float) -> bool:
+        """Buffer an on-time event (False, nothing kept, if late). Hosts that care whether the
+        state changed (to skip a write) use `accept_changed`."""
+        return self.accept_changed(state, event, watermark) is not None
+
+    def accept_changed(self, state: UserState, event: EngineEvent, watermark: float) -> bool | None:
+        """None: late. Otherwise whether the state changed (an activity event between the
+        earliest and the latest of its bucket changes nothing)."""
         if event.ts < watermark:
-            return False
-        insort(state.pending, event, key=_order)
-        return True
+            return None
+        if self.filtered_types is None or event.event_type in self.filtered_types:
+            insort(state.pending, event, key=_order)
+            return True
+        bucket = event.ts // self.activity_bucket_ms
+        kept = state.activity.get(bucket)
+        if kept is None:
+            state.activity[bucket] = [event, event]
+            return True
+        first, last = kept
+        if first is not None and _order(event) < _order(first):
+            kept[0] = event
+            return True
+        if _order(event) > _order(last):
+            kept[1] = event
+            return True
+        return False
 
     def advance(self, state: UserState, watermark: float) -> list[Fire]:
         fires: list[Fire] = []
@@ -74,19 +133,25 @@ class Engine:
             for rule_id in [r for r in rules if r not in self._known]:
                 del rules[rule_id]
         pending = state.pending
+        ready_events: list[EngineEvent] = []
         if pending:
             ready = 0
             while ready < len(pending) and pending[ready].ts < watermark:
                 ready += 1
             if ready:
                 state.pending = pending[ready:]
-                patterns = self.patterns
-                for event in pending[:ready]:
-                    self._fire_deadlines(rules, event.ts, fires)
-                    for pattern in patterns:
-                        fire = pattern.on_event(rules, event)
-                        if fire is not None:
-                            fires.append(fire)
+                ready_events = pending[:ready]
+        if state.activity:
+            activity = self._ready_activity(state.activity, watermark)
+            if activity:
+                ready_events = sorted(ready_events + activity, key=_order)
+        patterns = self.patterns
+        for event in ready_events:
+            self._fire_deadlines(rules, event.ts, fires)
+            for pattern in patterns:
+                fire = pattern.on_event(rules, event)
+                if fire is not None:
+                    fires.append(fire)
         self._fire_deadlines(rules, watermark, fires)
         for pattern in self.patterns:
             rule_state = rules.get(pattern.rule_id)
@@ -95,6 +160,21 @@ class Engine:
                 if rule_state.is_empty():
                     del rules[pattern.rule_id]
         return fires
+
+    @staticmethod
+    def _ready_activity(activity: dict[int, list], watermark: float) -> list[EngineEvent]:
+        ready = []
+        for bucket in list(activity):
+            kept = activity[bucket]
+            first, last = kept
+            if first is not None and first.ts < watermark:
+                ready.append(first)
+                kept[0] = None
+            if last.ts < watermark:
+                if first is None or _order(last) != _order(first):
+                    ready.append(last)
+                del activity[bucket]
+        return ready
 
     def _fire_deadlines(self, rules: dict[str, RuleState], limit: float, fires: list[Fire]) -> None:
         due = []
@@ -112,6 +192,18 @@ class Engine:
                 fires.append(fire)
 
     def wakeup(self, state: UserState) -> int | None:
+        """The earliest watermark at which `advance` has work: `due`, or the end of the earliest
+        activity bucket (its events are dropped then)."""
+        due = self.due(state)
+        if state.activity:
+            end = (min(state.activity) + 1) * self.activity_bucket_ms
+            return end if due is None or end < due else due
+        return due
+
+    def due(self, state: UserState) -> int | None:
+        """The earliest watermark at which `advance` may fire or must match a buffered event:
+        what a host forces event time to when its input goes idle. Activity alone is never due
+        (it can only move a deadline later, and that deadline is due by itself)."""
         times = []
         if state.pending:
             # An event at ts is matched once the watermark passes it (W > ts).

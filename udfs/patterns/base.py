@@ -70,6 +70,11 @@ class PatternRule:
         """Event types this rule reads, or None for any type."""
         raise NotImplementedError
 
+    def filter_types(self) -> frozenset[str] | None:
+        """Event types its filters can match (None: any). Differs from `event_types` only for
+        silence, which also reads every other event, but only for its timestamp."""
+        return self.event_types()
+
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
         raise NotImplementedError
 

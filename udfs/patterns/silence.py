@@ -5,7 +5,7 @@ deadline. The action names the latest `start` event.
 
 from __future__ import annotations
 
-from udfs.filters import compile_filter
+from udfs.filters import compile_filter, event_types_of
 from udfs.model import EngineEvent, Fire
 from udfs.patterns.base import PatternRule, RuleState
 
@@ -23,6 +23,11 @@ class SilencePattern(PatternRule):
 
     def event_types(self):
         return None
+
+    def filter_types(self):
+        start = event_types_of(self.rule.pattern.start)
+        unless = event_types_of(self.rule.pattern.unless) if self.rule.pattern.unless else set()
+        return None if start is None or unless is None else frozenset(start | unless)
 
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
         state = rules.get(self.rule_id)

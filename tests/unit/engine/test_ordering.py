@@ -95,6 +95,52 @@ def test_any_arrival_inside_the_bound_matches_the_sorted_history(raw, bound_ms, 
     assert sorted(fires(ALL_RULES, arrived, bound_ms)) == expected
 
 
+# Activity-heavy: "d" is read by no rule's filters, so only the silence rule's "every event" clause
+# reads it, and the engine keeps just the earliest and latest per bucket of the 25 ms gap.
+dense_activity = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2"]),
+        st.integers(min_value=0, max_value=150),
+        st.sampled_from(["a", "b", "c", "d", "d", "d", "d"]),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=dense_activity, bound_ms=st.sampled_from([0, 7, 30, 100]), seed=st.integers())
+def test_keeping_only_the_first_and_last_activity_per_bucket_is_exact(raw, bound_ms, seed):
+    events = _events(raw)
+    arrived = _arrival(events, bound_ms, seed)
+    assert sorted(fires(ALL_RULES, arrived, bound_ms)) == oracle_fires(ALL_RULES, events)
+
+
+def test_activity_between_the_first_and_last_of_its_bucket_changes_nothing():
+    engine = Engine(ALL_RULES)
+    assert engine.activity_bucket_ms == 25 and engine.is_activity("d")
+    assert not engine.is_activity("a")
+    state = UserState()
+    assert engine.accept_changed(state, EngineEvent(10, "e1", "d", None, {}), 0) is True
+    assert engine.accept_changed(state, EngineEvent(20, "e2", "d", None, {}), 0) is True
+    assert engine.accept_changed(state, EngineEvent(15, "e3", "d", None, {}), 0) is False
+    assert engine.accept_changed(state, EngineEvent(5, "e4", "d", None, {}), 6) is None  # late
+    assert state.pending == [] and engine.due(state) is None
+    assert engine.wakeup(state) == 25  # the bucket's end: its events are dropped then
+    assert engine.advance(state, 25) == [] and state.is_empty()
+
+
+def test_an_earlier_activity_arriving_later_still_moves_the_deadline():
+    # Silence armed at 5 (deadline 30). Activity at 40 arrives first, then at 26 (same bucket):
+    # 26 moves the deadline to 51 and 40 to 65, so nothing fires at 30.
+    arrived = [ev("1", 5, "b"), ev("2", 40, "d"), ev("3", 26, "d")]
+    assert fires(ALL_RULES, arrived, 20) == [("sil", "u1", 65, ("1",))]
+
+
+def test_no_activity_buckets_without_a_silence_rule():
+    engine = Engine([r for r in ALL_RULES if r.id != "sil"])
+    assert engine.activity_bucket_ms is None and not engine.is_activity("d")
+
+
 @settings(max_examples=100, deadline=None)
 @given(raw=event_lists, seed=st.integers())
 def test_pickling_state_between_calls_changes_nothing(raw, seed):
