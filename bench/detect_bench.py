@@ -76,11 +76,11 @@ def progress(job: RunningJob) -> tuple[float, float, float]:
     totals = job.metrics_matching(("decode.", "detect."))
     emitted = job.metrics_matching(("Source__",), suffix=".numRecordsOut")
     source = sum(emitted.values())
-    given = totals.get("decode.events_in", 0.0)
+    given = totals.get("detect.events_in", 0.0)
     done = (
         totals.get("detect.processed", 0.0)
         + totals.get("detect.late", 0.0)
-        + totals.get("decode.invalid", 0.0)
+        + totals.get("detect.invalid", 0.0)
     )
     return source, given, done
 

@@ -238,21 +238,27 @@ def build_pipeline(env, t_env, config: DetectConfig):
     )
 
     file_mode = not config.kafka_mode
+    enrich = config.crm.backend != "none"
+    detector = DetectMoments(
+        config.rules,
+        state_ttl_ms=config.state_ttl_ms,
+        idle_fire_after_ms=config.idle_fire_after_ms,
+        event_time_detected_at=file_mode,
+        emit_json=not enrich,
+        decode_rows=not file_mode,
+    )
+    output_type = Types.PICKLED_BYTE_ARRAY() if enrich else OUTPUT_ROW
     if file_mode:
         raw = sources.file_lines(env, config)
         decoder = DecodeEvents(
             source=str(config.events_path), replay_lateness_ms=config.max_out_of_orderness_ms
         )
-    else:
-        raw = sources.kafka_records(t_env, config)
-        decoder = DecodeEvents()
-    decoded = (
-        raw.process(decoder, output_type=Types.PICKLED_BYTE_ARRAY()).name("decode").uid("decode")
-    )
-    if file_mode:
-        decoded = decoded.set_parallelism(1)
-
-    if file_mode:
+        decoded = (
+            raw.process(decoder, output_type=Types.PICKLED_BYTE_ARRAY())
+            .name("decode")
+            .uid("decode")
+            .set_parallelism(1)
+        )
         # Flink emits max_ts - d - 1; the engine's (and backtest's) watermark is max_ts - bound.
         bound = config.max_out_of_orderness_ms
         watermarks = (
@@ -266,32 +272,20 @@ def build_pipeline(env, t_env, config: DetectConfig):
             .uid("event-time")
             .set_parallelism(1)
         )
+        keyed = timed.key_by(lambda record: record[0], key_type=Types.STRING())
+        side_outputs = [decoded.get_side_output(DLQ_TAG), decoded.get_side_output(LATE_TAG)]
     else:
-        # The Kafka source made the watermarks, per partition (jobs.sources); they pass through
-        # the SQL filter, to_data_stream and decode unchanged.
-        timed = decoded
-
-    enrich = config.crm.backend != "none"
-    detected = (
-        timed.key_by(lambda record: record[0], key_type=Types.STRING())
-        .process(
-            DetectMoments(
-                config.rules,
-                state_ttl_ms=config.state_ttl_ms,
-                idle_fire_after_ms=config.idle_fire_after_ms,
-                event_time_detected_at=file_mode,
-                emit_json=not enrich,
-            ),
-            output_type=Types.PICKLED_BYTE_ARRAY() if enrich else OUTPUT_ROW,
-        )
-        .name("detect")
-        .uid("detect")
-    )
+        # Decoded (when certainly valid) and keyed in the JVM; the Kafka source made the
+        # watermarks, per partition (jobs.sources). Records Flink SQL cannot vouch for are
+        # decoded by the detect operator itself, which dead-letters the invalid ones.
+        keyed = sources.kafka_keyed_records(t_env, config)
+        side_outputs = []
+    detected = keyed.process(detector, output_type=output_type).name("detect").uid("detect")
+    if not file_mode:
+        side_outputs.append(detected.get_side_output(DLQ_TAG))
+    side_outputs.append(detected.get_side_output(LATE_TAG))
     actions = enrich_actions(env, detected, config) if enrich else detected
-    outputs = [decoded.get_side_output(DLQ_TAG), detected.get_side_output(LATE_TAG)]
-    if file_mode:
-        outputs.append(decoded.get_side_output(LATE_TAG))
-    return actions.union(*outputs)
+    return actions.union(*side_outputs)
 
 
 def enrich_actions(env, actions, config: DetectConfig):

@@ -101,9 +101,63 @@ def kafka_records(t_env: StreamTableEnvironment, config: DetectConfig):
     from udfs.engine import Engine
 
     # An idle partition (split) stops holding the watermark back after this long.
-    t_env.get_config().set(
-        "table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms"
-    )
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
     t_env.execute_sql(kafka_events_table_ddl(config))
     read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
     return t_env.to_data_stream(t_env.sql_query(python_records_query(read_types)))
+
+
+def keyed_payload_type():
+    """The Python type of `kafka_keyed_records`' rows: Row(key, payload), the payload's fields as
+    jobs.prefilter.PAYLOAD_FIELDS."""
+    from pyflink.common import Types
+
+    payload = Types.ROW(
+        [
+            Types.STRING(),  # user_id (the key)
+            Types.PRIMITIVE_ARRAY(Types.BYTE()),  # value
+            Types.STRING(),  # topic
+            Types.INT(),  # partition
+            Types.LONG(),  # offset
+            Types.BOOLEAN(),  # decoded in SQL
+            Types.STRING(),  # event_id
+            Types.STRING(),  # event_type
+            Types.LONG(),  # ts
+            Types.STRING(),  # device
+            Types.STRING(),  # properties (JSON text)
+        ]
+    )
+    return Types.ROW([Types.STRING(), payload])
+
+
+def kafka_keyed_records(t_env: StreamTableEnvironment, config: DetectConfig):
+    """The events topic keyed by user in the JVM, each record decoded in Flink SQL when it is
+    certainly valid (jobs.prefilter.keyed_records_query); with the JVM prefilter on, valid events
+    no rule reads are dropped there too. Returns a KeyedStream whose Python functions get the
+    payload Row.
+
+    PyFlink's `key_by` would run a Python operator per record to compute the key (and another to
+    decode before it); here the JVM keys on the SQL-read user_id, so the keyed Python operator is
+    the only one each record meets.
+    """
+    from pyflink.datastream.data_stream import KeyedStream
+    from pyflink.java_gateway import get_gateway
+
+    from jobs.prefilter import keyed_records_query
+    from udfs.engine import Engine
+
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
+    t_env.execute_sql(kafka_events_table_ddl(config))
+    read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
+    stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(read_types)))
+    row_type = keyed_payload_type()
+    # The Table API types the stream as ExternalTypeInfo; PyFlink's keyed operators need the
+    # equivalent RowTypeInfo (same Row objects, another serializer). Set before any use.
+    stream._j_data_stream.getTransformation().setOutputType(row_type.get_java_type_info())
+    gateway = get_gateway()
+    from pyflink.common import Types
+
+    j_keyed = stream._j_data_stream.keyBy(
+        gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, row_type, stream)

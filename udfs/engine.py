@@ -37,12 +37,12 @@ END_OF_TIME = float("inf")
 class UserState:
     """Everything the engine keeps for one user; empty (and droppable) when nothing is pending.
 
-    `timer` and `forced` belong to the host (the Flink operator keeps its registered event-time
-    timer and its idle-forced event time here, so one state read serves both); `forced` keeps
-    the state from being empty.
+    `timer`, `ptimer` and `forced` belong to the host (the Flink operator keeps its earliest
+    registered event-time and processing-time timers and its idle-forced event time here, so one
+    state read serves all); `forced` keeps the state from being empty.
     """
 
-    __slots__ = ("pending", "rules", "activity", "timer", "forced")
+    __slots__ = ("pending", "rules", "activity", "timer", "ptimer", "forced")
 
     def __init__(self) -> None:
         # Buffered events some rule's filters can match, kept sorted by (ts, event_id).
@@ -51,13 +51,14 @@ class UserState:
         # Activity bucket -> [earliest, latest] not yet matched (earliest None once matched).
         self.activity: dict[int, list] = {}
         self.timer: int | None = None
+        self.ptimer: int | None = None
         self.forced: int | None = None
 
     def __getstate__(self) -> tuple:
-        return (self.pending, self.rules, self.activity, self.timer, self.forced)
+        return (self.pending, self.rules, self.activity, self.timer, self.ptimer, self.forced)
 
     def __setstate__(self, state: tuple) -> None:
-        self.pending, self.rules, self.activity, self.timer, self.forced = state
+        (self.pending, self.rules, self.activity, self.timer, self.ptimer, self.forced) = state
 
     def is_empty(self) -> bool:
         return not (self.pending or self.rules or self.activity) and self.forced is None
@@ -65,7 +66,8 @@ class UserState:
     def __repr__(self) -> str:
         return (
             f"UserState(pending={self.pending!r}, rules={self.rules!r}, "
-            f"activity={self.activity!r}, timer={self.timer!r}, forced={self.forced!r})"
+            f"activity={self.activity!r}, timer={self.timer!r}, ptimer={self.ptimer!r}, "
+            f"forced={self.forced!r})"
         )
 
 

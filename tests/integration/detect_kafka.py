@@ -120,7 +120,7 @@ class RunningJob:
         return jobs[0]["id"] if jobs else None
 
     def metrics(self) -> dict[str, float]:
-        """Every user metric of the job summed over subtasks, e.g. {"decode.events_in": 12}."""
+        """Every user metric of the job summed over subtasks, e.g. {"detect.events_in": 12}."""
         return self.metrics_matching(("decode.", "detect.", "enrich."))
 
     def metrics_matching(self, prefixes: tuple[str, ...], suffix: str = "") -> dict[str, float]:

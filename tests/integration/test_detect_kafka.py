@@ -112,7 +112,7 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
         total = len(lines) + len(late_lines) + len(live)
         result["total_in"] = total
         result["metrics"] = wait_for(
-            lambda: (m := job.metrics()).get("decode.events_in") == total and m,
+            lambda: (m := job.metrics()).get("detect.events_in") == total and m,
             timeout=30,
             interval=0.5,
             message="metrics covering every record",
@@ -160,9 +160,9 @@ def test_idle_stream_still_fires_pending_silence(kafka_run):
 def test_nothing_is_lost(kafka_run):
     m = kafka_run["metrics"]
     total = kafka_run["total_in"]
-    assert m["decode.events_in"] == total
-    assert m["decode.invalid"] == len(kafka_run["dlq"]) == 5
+    assert m["detect.events_in"] == total
+    assert m["detect.invalid"] == len(kafka_run["dlq"]) == 5
     assert m["detect.late"] == len(kafka_run["late"]) == 4
-    assert m["detect.processed"] + m["decode.invalid"] + m["detect.late"] == total
+    assert m["detect.processed"] + m["detect.invalid"] + m["detect.late"] == total
     per_rule = sum(v for k, v in m.items() if k.startswith("detect.rule."))
     assert per_rule == len(kafka_run["actions_after"])

@@ -122,7 +122,7 @@ def partitioned_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
             message="the event below the boundary on the late topic",
         )
         result["metrics"] = wait_for(
-            lambda: (m := job.metrics()).get("decode.events_in") == total + 2 and m,
+            lambda: (m := job.metrics()).get("detect.events_in") == total + 2 and m,
             timeout=30,
             interval=0.5,
             message="metrics covering the boundary events",

@@ -75,3 +75,68 @@ def test_the_common_case_is_skipped(skipped):
 
 def test_a_silence_rule_disables_the_filter():
     assert "WHERE" not in python_records_query(None)
+
+
+DECODE_CASES = CASES + [
+    json.dumps(BASE | {"properties": {"n": 1.10, "big": 12345678901234567890, "e": 1e22}}),
+    json.dumps(BASE | {"properties": {"s": "caf\u00e9 \u2603", "nested": {"a": [1, None, True]}}}),
+    json.dumps(BASE | {"device": None, "ts": -1763805645123, "user_id": 'u "q"'}),
+    json.dumps(BASE | {"properties": {}}),
+    json.dumps(BASE | {"ts": [5]}),
+    json.dumps(BASE | {"event_id": ["e"]}),
+    json.dumps(BASE | {"user_id": ["u", "v"]}),
+    json.dumps(BASE | {"device": ["ios"]}),
+    json.dumps(BASE | {"device": [None]}),
+    json.dumps(BASE | {"session_id": [None]}),
+    json.dumps(BASE | {"properties": [None]}),
+    json.dumps(BASE | {"properties": None, "device": None, "session_id": "s"}),
+]
+
+
+def test_sql_decoding_equals_the_decoder_for_every_record_it_vouches_for():
+    """Kafka mode decodes certainly-valid records in Flink SQL (jobs.prefilter); what the detect
+    operator builds from those fields must equal what the decoder makes of the raw record."""
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import DataTypes, StreamTableEnvironment
+
+    from jobs.operators import DetectMoments
+    from jobs.prefilter import keyed_records_query
+    from jobs.sources import keyed_payload_type
+    from udfs.model import EngineEvent
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    t_env = StreamTableEnvironment.create(env)
+    rows = t_env.from_elements(
+        [(bytearray(r.encode()), "t", 0, i) for i, r in enumerate(DECODE_CASES)],
+        DataTypes.ROW(
+            [
+                DataTypes.FIELD("value", DataTypes.BYTES()),
+                DataTypes.FIELD("topic", DataTypes.STRING()),
+                DataTypes.FIELD("partition", DataTypes.INT()),
+                DataTypes.FIELD("offset", DataTypes.BIGINT()),
+            ]
+        ),
+    )
+    t_env.create_temporary_view("events_raw", rows)
+    stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(None)))
+    # As jobs.sources.kafka_keyed_records types it (Python gets the same Row objects).
+    stream._j_data_stream.getTransformation().setOutputType(
+        keyed_payload_type().get_java_type_info()
+    )
+    with stream.execute_and_collect() as result:
+        payloads = {row[1][4]: row for row in result}
+    assert len(payloads) == len(DECODE_CASES)
+    vouched = 0
+    for offset, (key, payload) in payloads.items():
+        record = DECODE_CASES[offset]
+        try:
+            expected = EngineEvent.from_event(decode_event(record))
+        except InvalidEvent:
+            assert not payload[5], f"SQL vouched for an invalid record: {record}"
+            continue
+        assert key == decode_event(record).user_id
+        if payload[5]:
+            vouched += 1
+            assert DetectMoments._decode(payload) == expected, record
+    assert vouched >= 8

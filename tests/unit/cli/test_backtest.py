@@ -134,6 +134,7 @@ def test_parquet_input_gives_the_same_actions(files):
     out_jsonl, out_parquet = tmp / "j.jsonl", tmp / "p.jsonl"
     main(["backtest", "--rules", str(rules), "--events", str(events), "--out", str(out_jsonl)])
     main(["backtest", "--rules", str(rules), "--events", str(parquet), "--out", str(out_parquet)])
+
     def strip(actions):
         return [{k: v for k, v in a.items() if k != "detected_at"} for a in actions]
 
