@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 # Stamps sit inside what they describe: deleting .venv or .cache/jars forces a reinstall.
 VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := .cache/jars/.resolved
+# The project's own Flink SQL functions (udfs/jvm), compiled against the pinned PyFlink's jars.
+UDF_JAR := .cache/jars/udfs/micro-moments-udfs.jar
+UDF_SOURCES := $(shell find udfs/jvm/src -name '*.java')
 # PyFlink starts its Python workers with `python` from PATH: it must be the venv's.
 RUN_PY := PATH="$(CURDIR)/$(BIN):$$PATH"
 
@@ -27,7 +30,7 @@ help:
 	@echo "make clean-run   stop the services and delete their state (.run/)"
 	@echo "make clean       clean-run, and delete resolved jars (.cache/jars)"
 
-setup: $(VENV_STAMP) $(JARS_STAMP) postgres-server
+setup: $(VENV_STAMP) $(JARS_STAMP) $(UDF_JAR) postgres-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +48,13 @@ $(JARS_STAMP): deploy/jars/pom.xml
 	@mvn -B -q -f deploy/jars/pom.xml package >.cache/jars/mvn.log 2>&1 || \
 		{ cat .cache/jars/mvn.log; exit 1; }
 	@touch $@
+
+$(UDF_JAR): $(UDF_SOURCES) $(VENV_STAMP)
+	@echo "setup: compiling udfs/jvm"
+	@lib="$$($(BIN)/python -c 'import pyflink, os; print(os.path.join(os.path.dirname(pyflink.__file__), "lib"))')"; \
+		rm -rf .cache/jars/udfs && mkdir -p .cache/jars/udfs/classes && \
+		javac --release 11 -Xlint:-options -cp "$$lib/*" -d .cache/jars/udfs/classes $(UDF_SOURCES) && \
+		jar cf $@ -C .cache/jars/udfs/classes . && rm -rf .cache/jars/udfs/classes
 
 postgres-server:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -34,11 +34,12 @@ Choices the design left open (details in jobs/operators.py and jobs/prefilter.py
   that never answers (200 ms timeout), 15k events / 978 actions: no CRM 21.5 s, sync 149.5 s
   (detection stalls behind each lookup), async 48.6 s. The enrich.* metrics below are emitted
   by the sync layout; the async operator's (process mode) did not show up in the REST API.
-- Metrics (operator scope): decode.events_in, decode.invalid, detect.processed, detect.late,
+- Metrics (operator scope): detect.events_in, detect.invalid (Kafka mode: decoding runs in the
+  detect operator; file mode: decode.events_in, decode.invalid), detect.processed, detect.late,
   detect.idle_forced_advances, detect.rule.<id>.actions, enrich.{ok,missing,unavailable},
   enrich.cache_hits, enrich.crm_latency_ms (gauge), enrich.crm_latency_ms_total. With the JVM
   prefilter, records it skips are counted only by the source (numRecordsOut): events in =
-  skipped + decode.events_in. The PyFlink wheel ships no reporter jar: for
+  skipped + detect.events_in. The PyFlink wheel ships no reporter jar: for
   `--metrics-reporter prometheus` put org.apache.flink:flink-metrics-prometheus:2.2.1 in
   $FLINK_PLUGINS_DIR/metrics-prometheus/ (or Flink's lib/).
 """
@@ -55,6 +56,7 @@ from jobs.config import ConfigError, DetectConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 JARS_DIR = ROOT / ".cache" / "jars" / "flink"
+UDF_JAR = ROOT / ".cache" / "jars" / "udfs" / "micro-moments-udfs.jar"
 PACKAGES = ("jobs", "udfs", "schemas")
 PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 REPORTER_FACTORIES = {
@@ -175,6 +177,14 @@ def flink_configuration(config: DetectConfig, args=None):
     jars = [str(j) for j in config.jars]
     if config.kafka_mode and not any("kafka" in Path(j).name for j in jars):
         jars += sorted(glob.glob(str(JARS_DIR / "flink-sql-connector-kafka-*.jar")))
+    if config.kafka_mode and not any(Path(j).name == UDF_JAR.name for j in jars):
+        if UDF_JAR.exists():
+            jars.append(str(UDF_JAR))
+        elif not _on_flink_classpath(UDF_JAR.name):
+            raise ConfigError(
+                f"{UDF_JAR} is missing (the JVM decoder, udfs/jvm): run `make setup`, "
+                "pass the jar with --jar, or put it in Flink's lib/"
+            )
     if jars:
         conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
     if config.kafka_mode and config.checkpoint_interval_ms:
@@ -203,6 +213,21 @@ def flink_configuration(config: DetectConfig, args=None):
         if config.metrics_reporter == "prometheus":
             conf.set_string(f"metrics.reporter.{name}.port", config.prometheus_port)
     return conf
+
+
+def _on_flink_classpath(jar_name: str) -> bool:
+    """True when Flink's lib/ holds the jar (the image puts the project's UDF jar there)."""
+    import os
+
+    import pyflink
+
+    flink_home = Path(os.environ.get("FLINK_HOME") or Path(pyflink.__file__).parent)
+    return (flink_home / "lib" / jar_name).exists()
+
+
+def udf_jar_uri() -> str | None:
+    """The UDF jar for the client's class loader, unless Flink's lib/ has it already."""
+    return UDF_JAR.as_uri() if UDF_JAR.exists() else None
 
 
 def _warn_if_reporter_missing(reporter: str) -> None:
@@ -329,12 +354,25 @@ def _environment(config: DetectConfig, args):
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config, args))
+    conf = flink_configuration(config, args)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if config.kafka_mode:
+        from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+        # The planner resolves moments_decode (udfs/jvm) through the client's context class
+        # loader, which pipeline.jars alone does not reach.
+        if udf_jar_uri():
+            add_jars_to_context_class_loader([udf_jar_uri()])
     if config.parallelism:
         env.set_parallelism(config.parallelism)
     for package in PACKAGES:
         env.add_python_file(str(ROOT / package))
-    t_env = StreamTableEnvironment.create(env) if config.kafka_mode else None
+    t_env = None
+    if config.kafka_mode:
+        from jobs.sources import register_decode_function
+
+        t_env = StreamTableEnvironment.create(env)
+        register_decode_function(t_env)
     return env, t_env
 
 

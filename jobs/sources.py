@@ -94,17 +94,14 @@ CREATE TEMPORARY TABLE {table} (
 )"""
 
 
-def kafka_records(t_env: StreamTableEnvironment, config: DetectConfig):
-    """Raw records of the events topic as Row(value, topic, partition, offset); with the JVM
-    prefilter on, valid events no rule reads are dropped in Flink SQL (jobs.prefilter)."""
-    from jobs.prefilter import python_records_query
-    from udfs.engine import Engine
+def register_decode_function(t_env) -> None:
+    """`moments_decode` (udfs/jvm) as a temporary system function. Call it right after creating
+    the table environment: registered later in the job's setup, the planner failed to match its
+    signature ("No match found for function signature moments_decode(<BINARY>)", PyFlink 2.2.1;
+    the cause was not pinned down)."""
+    from jobs.prefilter import DECODE_CLASS, DECODE_FUNCTION
 
-    # An idle partition (split) stops holding the watermark back after this long.
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
-    t_env.execute_sql(kafka_events_table_ddl(config))
-    read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
-    return t_env.to_data_stream(t_env.sql_query(python_records_query(read_types)))
+    t_env.create_java_temporary_system_function(DECODE_FUNCTION, DECODE_CLASS)
 
 
 def keyed_payload_type():

@@ -1,5 +1,6 @@
-"""The JVM prefilter (Flink SQL) skips a record only when Python would accept it as a valid event
-of a type no rule reads: it may pass too much to Python, never drop what Python must see."""
+"""The JVM side of Kafka mode (jobs.prefilter, udfs/jvm's moments_decode): it vouches for a record
+only when Python's decoder accepts it, with the same fields, and drops only such records of types no
+rule reads. It may pass too much to Python, never drop or misread what Python must see."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 
 import pytest
 
-from jobs.prefilter import certainly_valid_and_unread_sql, python_records_query
 from udfs.decode import InvalidEvent, decode_event
 
 pytestmark = pytest.mark.integration
@@ -38,45 +38,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def skipped() -> dict[int, bool]:
-    from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
-
-    t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
-    rows = t_env.from_elements(
-        list(enumerate(CASES)),
-        DataTypes.ROW(
-            [DataTypes.FIELD("i", DataTypes.INT()), DataTypes.FIELD("v", DataTypes.STRING())]
-        ),
-    )
-    t_env.create_temporary_view("cases", rows)
-    condition = certainly_valid_and_unread_sql(READ)
-    with t_env.execute_sql(
-        f"SELECT i, COALESCE({condition}, FALSE) FROM cases"
-    ).collect() as result:
-        return {row[0]: row[1] for row in result}
-
-
-@pytest.mark.parametrize("index", range(len(CASES)))
-def test_skips_only_valid_unread_events(skipped, index):
-    record = CASES[index]
-    try:
-        event = decode_event(record)
-    except InvalidEvent:
-        assert not skipped[index], f"an invalid record would miss the DLQ: {record}"
-        return
-    if event.event_type in READ:
-        assert not skipped[index], f"a record a rule reads was skipped: {record}"
-
-
-def test_the_common_case_is_skipped(skipped):
-    assert skipped[0] and skipped[11] and skipped[16]
-
-
-def test_a_silence_rule_disables_the_filter():
-    assert "WHERE" not in python_records_query(None)
-
-
 DECODE_CASES = CASES + [
     json.dumps(BASE | {"properties": {"n": 1.10, "big": 12345678901234567890, "e": 1e22}}),
     json.dumps(BASE | {"properties": {"s": "caf\u00e9 \u2603", "nested": {"a": [1, None, True]}}}),
@@ -90,23 +51,31 @@ DECODE_CASES = CASES + [
     json.dumps(BASE | {"session_id": [None]}),
     json.dumps(BASE | {"properties": [None]}),
     json.dumps(BASE | {"properties": None, "device": None, "session_id": "s"}),
+    '{"event_id": "e", "user_id": "u", "user_id": "v", "event_type": "x", "ts": 5}',
+    "\ufeff" + json.dumps(BASE),
+    json.dumps(BASE) + " x",
+    " \n" + json.dumps(BASE),
+    json.dumps(BASE | {"properties": {"s": "\ud800"}}),
+    json.dumps(BASE | {"ts": 5.0}),
+    '{"event_id": "e", "user_id": "u", "event_type": "x", "ts": 5, '
+    '"properties": {"z": -0.0, "k": [1, {"a": "}"}], "t": 1.50}}',
 ]
 
 
-def test_sql_decoding_equals_the_decoder_for_every_record_it_vouches_for():
-    """Kafka mode decodes certainly-valid records in Flink SQL (jobs.prefilter); what the detect
-    operator builds from those fields must equal what the decoder makes of the raw record."""
+def _payloads(read_types):
+    """Every case through the keyed-records query, as the job runs it: {offset: (key, payload)}."""
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import DataTypes, StreamTableEnvironment
 
-    from jobs.operators import DetectMoments
-    from jobs.prefilter import keyed_records_query
+    from jobs.detect import UDF_JAR
+    from jobs.prefilter import DECODE_CLASS, DECODE_FUNCTION, keyed_records_query
     from jobs.sources import keyed_payload_type
-    from udfs.model import EngineEvent
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(1)
+    env.add_jars(UDF_JAR.as_uri())
     t_env = StreamTableEnvironment.create(env)
+    t_env.create_java_temporary_system_function(DECODE_FUNCTION, DECODE_CLASS)
     rows = t_env.from_elements(
         [(bytearray(r.encode()), "t", 0, i) for i, r in enumerate(DECODE_CASES)],
         DataTypes.ROW(
@@ -119,24 +88,60 @@ def test_sql_decoding_equals_the_decoder_for_every_record_it_vouches_for():
         ),
     )
     t_env.create_temporary_view("events_raw", rows)
-    stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(None)))
+    stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(read_types)))
     # As jobs.sources.kafka_keyed_records types it (Python gets the same Row objects).
     stream._j_data_stream.getTransformation().setOutputType(
         keyed_payload_type().get_java_type_info()
     )
     with stream.execute_and_collect() as result:
-        payloads = {row[1][4]: row for row in result}
-    assert len(payloads) == len(DECODE_CASES)
+        return {row[1][4]: row for row in result}
+
+
+@pytest.fixture(scope="module")
+def every_record():
+    return _payloads(None)
+
+
+@pytest.fixture(scope="module")
+def read_only():
+    return _payloads(READ)
+
+
+def test_decoding_in_the_jvm_equals_the_decoder_for_every_record_it_vouches_for(every_record):
+    """What the detect operator builds from the JVM's fields equals what the decoder makes of the
+    raw record; an invalid record is never vouched for; the key is the decoder's user_id."""
+    from jobs.operators import DetectMoments
+    from udfs.model import EngineEvent
+
+    assert len(every_record) == len(DECODE_CASES)
     vouched = 0
-    for offset, (key, payload) in payloads.items():
+    for offset, (key, payload) in every_record.items():
         record = DECODE_CASES[offset]
         try:
-            expected = EngineEvent.from_event(decode_event(record))
+            event = decode_event(record)
         except InvalidEvent:
-            assert not payload[5], f"SQL vouched for an invalid record: {record}"
+            assert not payload[5], f"vouched for an invalid record: {record}"
             continue
-        assert key == decode_event(record).user_id
+        assert key == event.user_id, record
         if payload[5]:
             vouched += 1
-            assert DetectMoments._decode(payload) == expected, record
-    assert vouched >= 8
+            assert DetectMoments._decode(payload) == EngineEvent.from_event(event), record
+    assert vouched >= 10
+
+
+@pytest.mark.parametrize("index", range(len(DECODE_CASES)))
+def test_drops_only_valid_unread_events(read_only, index):
+    record = DECODE_CASES[index]
+    kept = index in read_only
+    try:
+        event = decode_event(record)
+    except InvalidEvent:
+        assert kept, f"an invalid record would miss the DLQ: {record}"
+        return
+    if event.event_type in READ:
+        assert kept, f"a record a rule reads was dropped: {record}"
+
+
+def test_the_common_case_is_dropped(read_only):
+    assert 0 not in read_only and 11 not in read_only and 16 not in read_only
+    assert 1 in read_only  # add_to_cart

@@ -138,7 +138,22 @@ def test_dockerfile_base_image_matches_the_pyflink_pin():
     flink = _flink_version()
     assert _args()["FLINK_IMAGE"] == f"flink:{flink}-java17"
     froms = [line for stage in _dockerfile_stages() for line in stage if line.startswith("FROM ")]
-    assert froms == ["FROM ${FLINK_IMAGE} AS build", "FROM ${FLINK_IMAGE}"]
+    assert froms == [
+        "FROM ${FLINK_IMAGE} AS flink",
+        "FROM ${JDK_IMAGE} AS udfs",
+        "FROM ${FLINK_IMAGE} AS build",
+        "FROM ${FLINK_IMAGE}",
+    ]
+
+
+def test_dockerfile_compiles_the_udfs_against_the_image_flink_and_puts_them_in_lib():
+    udfs = next(stage for stage in _dockerfile_stages() if stage[0].endswith(" AS udfs"))
+    assert "COPY --from=flink /opt/flink/lib /opt/flink/lib" in udfs
+    assert "COPY udfs/jvm/src /src" in udfs
+    assert any("javac" in line and "-cp '/opt/flink/lib/*'" in line for line in udfs)
+    from jobs.detect import UDF_JAR
+
+    assert f"COPY --from=udfs /{UDF_JAR.name} /opt/flink/lib/{UDF_JAR.name}" in _final_stage()
 
 
 def test_dockerfile_fetches_the_connector_of_the_pom_from_maven_central():
@@ -156,7 +171,7 @@ def test_dockerfile_fetches_the_connector_of_the_pom_from_maven_central():
 
 def test_dockerfile_installs_the_project_into_the_venv_on_path():
     venv = _venv_dir()
-    build = _dockerfile_stages()[0]
+    build = next(stage for stage in _dockerfile_stages() if stage[0].endswith(" AS build"))
     assert any(f"{venv}/bin/pip install" in line and line.endswith(" /src") for line in build)
     assert any(line.startswith("COPY pyproject.toml ") for line in build)
     for package in ("jobs", "udfs", "schemas"):

@@ -10,7 +10,7 @@ import pytest
 from jobs import detect
 from jobs.cli import main
 from jobs.config import ConfigError, DetectConfig
-from jobs.prefilter import python_records_query
+from jobs.prefilter import keyed_records_query
 from jobs.sinks import kafka_sink_ddl
 from jobs.sources import kafka_events_table_ddl
 
@@ -126,5 +126,6 @@ def test_exactly_once_sink_is_transactional(files, listening_port):
 
 
 def test_prefilter_query_names_the_types_rules_read():
-    query = python_records_query(frozenset({"view", "add"}))
+    query = keyed_records_query(frozenset({"view", "add"}))
     assert "NOT IN ('add', 'view')" in query
+    assert "WHERE" not in keyed_records_query(None)  # a silence rule reads every event
