@@ -260,16 +260,25 @@ class DetectMoments(KeyedProcessFunction):
                 # Nothing due, or the event-time timer does it (and re-arms this one).
                 self._store(ctx, state, now)
                 return
-            force_at = idle_force_due(
-                due, self.watermark_moved_at, self.input_seen_at, self.idle_fire_after_ms
-            )
-            if now < force_at:
-                self._register_ptimer(ctx, state, force_at)
-                self.state.update(state)
-                return
-            self.idle_fires.inc()
-            state.forced = advance_to = due
-            detected_at = now
+            # Forced step by step, in this one call, while the next due time is also eligible:
+            # once idle, every deadline and buffered event already past its time resolves now
+            # (one step per idle_fire_after would strand a user with many buffered events).
+            fires = []
+            while due is not None and due > watermark:
+                force_at = idle_force_due(
+                    due, self.watermark_moved_at, self.input_seen_at, self.idle_fire_after_ms
+                )
+                if now < force_at:
+                    self._register_ptimer(ctx, state, force_at)
+                    break
+                self.idle_fires.inc()
+                state.forced = watermark = due
+                fires += self.engine.advance(state, due)
+                due = self.engine.due(state)
+            if fires:
+                yield from self._emit(ctx, fires, now)
+            self._store(ctx, state, now)
+            return
         else:
             if state.timer is not None and state.timer <= timestamp:
                 state.timer = None
@@ -284,16 +293,19 @@ class DetectMoments(KeyedProcessFunction):
             detected_at = max(timestamp, 0) if self.event_time_detected_at else now
         fires = self.engine.advance(state, advance_to)
         if fires:
-            user_id = ctx.get_current_key()
-            for fire in fires:
-                rule = self.engine.by_id[fire.rule_id]
-                self.actions[fire.rule_id].inc()
-                action = build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
-                if self.emit_json:
-                    yield Row(KIND_ACTION, user_id, action.to_json_bytes().decode())
-                else:
-                    yield action
+            yield from self._emit(ctx, fires, detected_at)
         self._store(ctx, state, now)
+
+    def _emit(self, ctx, fires, detected_at: int):
+        user_id = ctx.get_current_key()
+        for fire in fires:
+            rule = self.engine.by_id[fire.rule_id]
+            self.actions[fire.rule_id].inc()
+            action = build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
+            if self.emit_json:
+                yield Row(KIND_ACTION, user_id, action.to_json_bytes().decode())
+            else:
+                yield action
 
     def _store(self, ctx, state: UserState, now: int) -> None:
         if state.is_empty():

@@ -93,7 +93,26 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
                 }
             )
         ]
+        # Three buffered events of one user, then nothing: idle forcing must match all three
+        # in one go (login_trouble), not one per idle_fire_after.
+        live += [
+            json.dumps(
+                {
+                    "event_id": f"burst-{k}",
+                    "user_id": "burst-user",
+                    "event_type": "login_failed",
+                    "ts": now_ms + k,
+                }
+            )
+            for k in range(3)
+        ]
         produce(kafka_bootstrap, topics["events"], live)
+
+        def burst_fired():
+            return [r for r in readers["actions"].poll() if r.key == b"burst-user"]
+
+        wait_for(burst_fired, timeout=60, interval=0.2, message="the burst's count action")
+        result["burst_fired_after_s"] = time.time() - started
 
         def live_fired():
             return [
@@ -155,6 +174,11 @@ def test_idle_stream_still_fires_pending_silence(kafka_run):
     # Fires once wall-clock passes the deadline by idle_fire_after (plus polling slack).
     assert kafka_run["live_fired_after_s"] >= SILENCE_GAP_S
     assert kafka_run["live_fired_after_s"] < SILENCE_GAP_S + IDLE_FIRE_AFTER_S + 5
+
+
+def test_idle_forcing_matches_every_buffered_event_at_once(kafka_run):
+    # Forced one buffered event per idle_fire_after, the third login would wait 3 x 3 s.
+    assert kafka_run["burst_fired_after_s"] < 2 * IDLE_FIRE_AFTER_S + 2
 
 
 def test_nothing_is_lost(kafka_run):
