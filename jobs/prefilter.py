@@ -17,6 +17,8 @@ from jobs.sources import sql_string
 
 DECODE_FUNCTION = "moments_decode"
 DECODE_CLASS = "dev.micromoments.flink.DecodeEvent"  # udfs/jvm, built by `make setup`
+EVENT_TIME_FUNCTION = "moments_event_time"
+EVENT_TIME_CLASS = "dev.micromoments.flink.EventTime"
 
 # The fields of a keyed record's payload (see keyed_records_query), by position.
 PAYLOAD_FIELDS = (

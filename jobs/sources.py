@@ -43,22 +43,14 @@ def file_lines(env: StreamExecutionEnvironment, config: DetectConfig):
     )
 
 
-RFC3339_UTC_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS][.SSSSSS][.SSS][.SS][.S]'Z'"  # java.time
-
-
 def rowtime_sql() -> str:
-    """The event time of a record for watermarks (never NULL: a NULL rowtime fails the job).
+    """The event time of a record for watermarks (never NULL: a NULL rowtime fails the job): its
+    `ts` read by moments_event_time (udfs/jvm: integer epoch ms, or RFC 3339 with a zone), else
+    the Kafka record's timestamp (invalid records). Only the watermark comes from this: Python
+    decodes `ts` itself."""
+    from jobs.prefilter import EVENT_TIME_FUNCTION
 
-    Its `ts` as integer epoch ms, or as an RFC 3339 string in UTC (`...Z`; Flink's parser ignores
-    numeric offsets, so those are not parsed here); else the Kafka record's timestamp (other RFC
-    3339 strings, invalid records). Only the watermark comes from this: Python decodes `ts` itself.
-    """
-    ts = "JSON_VALUE(CAST(`value` AS STRING), '$.ts')"
-    return (
-        f"COALESCE(TO_TIMESTAMP_LTZ(TRY_CAST({ts} AS BIGINT), 3), "
-        f"CASE WHEN {ts} LIKE '%Z' THEN TO_TIMESTAMP_LTZ({ts}, {sql_string(RFC3339_UTC_FORMAT)}, "
-        "'UTC') END, `timestamp`)"
-    )
+    return f"COALESCE(TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(`value`), 3), `timestamp`)"
 
 
 def interval_sql(ms: int) -> str:
@@ -95,13 +87,20 @@ CREATE TEMPORARY TABLE {table} (
 
 
 def register_decode_function(t_env) -> None:
-    """`moments_decode` (udfs/jvm) as a temporary system function. Call it right after creating
-    the table environment: registered later in the job's setup, the planner failed to match its
-    signature ("No match found for function signature moments_decode(<BINARY>)", PyFlink 2.2.1;
-    the cause was not pinned down)."""
-    from jobs.prefilter import DECODE_CLASS, DECODE_FUNCTION
+    """`moments_decode` and `moments_event_time` (udfs/jvm) as temporary system functions.
+
+    Call it right after creating the table environment: registered later in the job's setup, the
+    planner failed to match the signature ("No match found for function signature
+    moments_decode(<BINARY>)", PyFlink 2.2.1; the cause was not pinned down)."""
+    from jobs.prefilter import (
+        DECODE_CLASS,
+        DECODE_FUNCTION,
+        EVENT_TIME_CLASS,
+        EVENT_TIME_FUNCTION,
+    )
 
     t_env.create_java_temporary_system_function(DECODE_FUNCTION, DECODE_CLASS)
+    t_env.create_java_temporary_system_function(EVENT_TIME_FUNCTION, EVENT_TIME_CLASS)
 
 
 def keyed_payload_type():

@@ -1,5 +1,6 @@
-"""The Kafka source's rowtime (jobs.sources.rowtime_sql): the event's own ts where SQL can read it
-exactly, else the Kafka record timestamp; never NULL (a NULL rowtime fails the job)."""
+"""The Kafka source's rowtime (jobs.sources.rowtime_sql, udfs/jvm's moments_event_time): the
+event's own ts as the Python decoder reads it, else the Kafka record timestamp; never NULL (a NULL
+rowtime fails the job)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ CASES = [
     ({"ts": "2025-01-01T00:00:00Z"}, parse_ts_ms("2025-01-01T00:00:00Z")),
     ({"ts": "2025-01-01T00:00:00.5Z"}, parse_ts_ms("2025-01-01T00:00:00.5Z")),
     ({"ts": "2025-01-01T00:00:00.123456Z"}, parse_ts_ms("2025-01-01T00:00:00.123456Z")),
-    ({"ts": "2025-01-01T02:00:00+02:00"}, KAFKA_TS),  # offsets: not parsed in SQL
+    ({"ts": "2025-01-01T02:00:00+02:00"}, parse_ts_ms("2025-01-01T02:00:00+02:00")),
+    ({"ts": "2025-01-01 02:00:00.9999-01:30"}, parse_ts_ms("2025-01-01 02:00:00.9999-01:30")),
+    ({"ts": "1969-12-31T23:59:59.9995z"}, parse_ts_ms("1969-12-31T23:59:59.9995z")),
+    ({"ts": "2025-01-01T00:00:00"}, KAFKA_TS),  # no zone: invalid
     ({"ts": "yesterday"}, KAFKA_TS),
     ({"ts": True}, KAFKA_TS),
     ({"ts": 50_000_000_000_000_000_000}, KAFKA_TS),
@@ -40,7 +44,12 @@ def epoch_ms(text: str, zone: str) -> int:
 def test_rowtime_is_the_event_ts_else_the_kafka_timestamp(zone):
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
+    from jobs.detect import UDF_JAR
+    from jobs.sources import register_decode_function
+
     t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+    t_env.get_config().set("pipeline.jars", UDF_JAR.as_uri())
+    register_decode_function(t_env)
     t_env.get_config().set("table.local-time-zone", zone)
     lines = [c if isinstance(c, str) else json.dumps(c) for c, _ in CASES]
     rows = t_env.from_elements(
