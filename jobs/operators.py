@@ -21,7 +21,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 from schemas.rules import Rule
 from udfs.actions import build_action
 from udfs.decode import InvalidEvent, dead_letter_json, decode_event
-from udfs.engine import Engine, UserState
+from udfs.engine import NEW_BUCKET, UNCHANGED, Engine, UserState
 from udfs.model import EngineEvent
 
 KIND_ACTION, KIND_LATE, KIND_DLQ = "action", "late", "dlq"
@@ -153,6 +153,13 @@ class DetectMoments(KeyedProcessFunction):
         descriptor = ValueStateDescriptor("engine", Types.PICKLED_BYTE_ARRAY())
         descriptor.enable_time_to_live(ttl)
         self.state = runtime_context.get_state(descriptor)
+        # UserState.activity is kept apart, as (buckets, forced): an activity event (most of a
+        # stream with a silence rule) reads and writes only this small value, not the user's
+        # buffered events and rule state. `forced` is a copy of UserState.forced for its
+        # lateness check.
+        activity = ValueStateDescriptor("activity", Types.PICKLED_BYTE_ARRAY())
+        activity.enable_time_to_live(ttl)
+        self.activity_state = runtime_context.get_state(activity)
         self.watermark_seen = MIN_WATERMARK
         self.watermark_moved_at = _now_ms()
         self.input_seen_at = self.watermark_moved_at
@@ -188,6 +195,9 @@ class DetectMoments(KeyedProcessFunction):
             user_id, event, raw = value
         now = self.input_seen_at = _now_ms()
         watermark = self._watermark(ctx)
+        if self.engine.is_activity(event.event_type):
+            yield from self._activity(ctx, user_id, event, raw, watermark)
+            return
         state = self.state.value()
         if state is None:
             state = UserState()
@@ -202,6 +212,34 @@ class DetectMoments(KeyedProcessFunction):
         if changed:
             self._schedule(ctx, state, now)
             self.state.update(state)
+
+    def _activity(self, ctx, user_id, event: EngineEvent, raw, watermark: int):
+        """An activity event (Engine.is_activity): only the activity state is read, and written
+        only when the event is a new first or last of its bucket."""
+        kept = self.activity_state.value()
+        buckets, forced = kept if kept is not None else ({}, None)
+        if forced is not None and forced > watermark:
+            watermark = forced
+        if event.ts < watermark:
+            self.late.inc()
+            yield LATE_TAG, Row(KIND_LATE, user_id, _raw_text(raw))
+            return
+        self.processed.inc()
+        change = self.engine.add_activity(buckets, event)
+        if change == NEW_BUCKET:
+            # Activity needs no earlier wakeup than its bucket's end (udfs/engine.py).
+            ctx.timer_service().register_event_time_timer(self.engine.bucket_end(event.ts))
+        if change != UNCHANGED:
+            self.activity_state.update((buckets, forced))
+
+    def _load(self) -> UserState | None:
+        state = self.state.value()
+        kept = self.activity_state.value()
+        if kept is not None and kept[0]:
+            if state is None:
+                state = UserState()
+            state.activity = kept[0]
+        return state
 
     @staticmethod
     def _decode(row) -> EngineEvent | str:
@@ -246,7 +284,7 @@ class DetectMoments(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx):
         watermark = self._watermark(ctx)
-        state = self.state.value()
+        state = self._load()
         if state is None:
             return
         now = _now_ms()
@@ -308,11 +346,21 @@ class DetectMoments(KeyedProcessFunction):
                 yield action
 
     def _store(self, ctx, state: UserState, now: int) -> None:
+        """After a timer: both values, each cleared when empty (timers still registered find
+        no state and do nothing)."""
+        activity = state.activity
+        if activity or state.forced is not None:
+            self.activity_state.update((activity, state.forced))
+        else:
+            self.activity_state.clear()
         if state.is_empty():
-            # Timers still registered find no state and do nothing.
             self.state.clear()
             return
         self._schedule(ctx, state, now)
+        state.activity = {}
+        if state.is_empty():
+            self.state.clear()  # only activity: it has its own value and bucket-end timers
+            return
         self.state.update(state)
 
 

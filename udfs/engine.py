@@ -32,6 +32,7 @@ from udfs.model import EngineEvent, Fire
 from udfs.patterns import PatternRule, RuleState, compile_pattern
 
 END_OF_TIME = float("inf")
+UNCHANGED, CHANGED, NEW_BUCKET = 0, 1, 2  # Engine.add_activity
 
 
 class UserState:
@@ -113,19 +114,28 @@ class Engine:
         if self.filtered_types is None or event.event_type in self.filtered_types:
             insort(state.pending, event, key=_order)
             return True
+        return self.add_activity(state.activity, event) != UNCHANGED
+
+    def add_activity(self, activity: dict[int, list], event: EngineEvent) -> int:
+        """Keep an on-time activity event in `activity` (UserState.activity, which a host may
+        store apart): UNCHANGED, CHANGED, or NEW_BUCKET (its end is a wakeup to register)."""
         bucket = event.ts // self.activity_bucket_ms
-        kept = state.activity.get(bucket)
+        kept = activity.get(bucket)
         if kept is None:
-            state.activity[bucket] = [event, event]
-            return True
+            activity[bucket] = [event, event]
+            return NEW_BUCKET
         first, last = kept
         if first is not None and _order(event) < _order(first):
             kept[0] = event
-            return True
+            return CHANGED
         if _order(event) > _order(last):
             kept[1] = event
-            return True
-        return False
+            return CHANGED
+        return UNCHANGED
+
+    def bucket_end(self, ts: int) -> int:
+        """The wakeup of the activity bucket holding `ts` (its events are dropped then)."""
+        return (ts // self.activity_bucket_ms + 1) * self.activity_bucket_ms
 
     def advance(self, state: UserState, watermark: float) -> list[Fire]:
         fires: list[Fire] = []
