@@ -271,14 +271,17 @@ class DetectMoments(KeyedProcessFunction):
         if wakeup is not None and (state.timer is None or wakeup < state.timer):
             ctx.timer_service().register_event_time_timer(wakeup)
             state.timer = wakeup
-        if self.idle_fire_after_ms and state.ptimer is None:
+        if self.idle_fire_after_ms:
             due = self.engine.due(state)
             if due is not None:
-                self._register_ptimer(ctx, state, max(now, due) + self.idle_fire_after_ms)
+                at = _round_up(max(now, due) + self.idle_fire_after_ms)
+                # One outstanding timer per user, moved earlier when something earlier is due
+                # (a later one left in place would delay this deadline to its time).
+                if state.ptimer is None or at < state.ptimer:
+                    self._register_ptimer(ctx, state, at)
 
     @staticmethod
     def _register_ptimer(ctx, state: UserState, at: int) -> None:
-        at = at - at % 100 + 100  # rounded up to 100 ms
         ctx.timer_service().register_processing_time_timer(at)
         state.ptimer = at
 
@@ -307,7 +310,7 @@ class DetectMoments(KeyedProcessFunction):
                     due, self.watermark_moved_at, self.input_seen_at, self.idle_fire_after_ms
                 )
                 if now < force_at:
-                    self._register_ptimer(ctx, state, force_at)
+                    self._register_ptimer(ctx, state, _round_up(force_at))
                     break
                 self.idle_fires.inc()
                 state.forced = watermark = due
@@ -377,6 +380,11 @@ def idle_force_due(
     is the only sign of input). And wall-clock must be past the deadline by as much.
     """
     return max(wakeup, watermark_moved_at, input_seen_at) + idle_fire_after_ms
+
+
+def _round_up(ms: int) -> int:
+    """Processing-time timers on 100 ms steps: a busy user registers few distinct ones."""
+    return ms - ms % 100 + 100
 
 
 def _now_ms() -> int:
