@@ -45,7 +45,7 @@ SENTINEL_USER = "bench-end-{partition}"
 # quick: < 3 minutes; full: < 15 minutes on the 2-core reference machine.
 MODES = {
     "quick": dict(
-        throughput_events=40_000,
+        throughput_events=120_000,
         parallelisms=(1, 2),
         ceiling_parallelisms=(2,),
         live_seconds=20,
