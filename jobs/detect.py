@@ -1,21 +1,25 @@
 """`moments run`: the PyFlink detection job.
 
-    events (file or Kafka) -> decode (bad -> DLQ) -> key_by(user_id)
-      -> rule engine (late -> late events) -> actions (file or Kafka, keyed by user_id)
+    Kafka: events -> [JVM: moments_decode, drop unread types, key by user_id]
+      -> rule engine (decodes what the JVM could not vouch for: bad -> DLQ; late -> late events)
+      -> actions (keyed by user_id)
+    file:  lines -> decode (bad -> DLQ) -> key_by(user_id) -> rule engine -> actions file
 
 `build_pipeline` is the whole topology for both modes; `run` picks the source and sink. The same
-module runs on a cluster as `flink run -pym jobs.detect -pyfs <project dir> --rules ...`.
+module runs on a cluster as `flink run -pym jobs.detect -pyfs <project dir> --rules ...` (the UDF
+jar of udfs/jvm must be built or in the cluster's lib/: deploy/README.md).
 
 How watermarks are made:
 - Kafka mode: at the source, per Kafka partition. The events table (jobs/sources.py) has a rowtime
-  `rt` = the record's integer `ts` (epoch ms, read in SQL), else the Kafka record timestamp (RFC
-  3339 ts, invalid records: a NULL rowtime would fail the job), and
+  `rt` = the record's `ts` as `moments_event_time` (udfs/jvm) reads it (integer epoch ms or RFC
+  3339 with a zone), else the Kafka record timestamp (invalid records: a NULL rowtime would fail
+  the job), and
   `WATERMARK FOR rt AS rt - bound`: Flink SQL emits exactly max_ts - bound (tested at the
   boundary). The planner pushes it into the Kafka source, which tracks one watermark per
   partition (split) and emits their minimum, so one reader interleaving the partitions of a
   backlog in fetch-sized chunks makes nothing late; a partition without records for
   --source-idle-timeout (`table.exec.source.idle-timeout`) stops holding it back. The watermark
-  passes the prefilter's WHERE, to_data_stream and decode unchanged; no DataStream assigner.
+  passes the SQL query, to_data_stream and the JVM keyBy unchanged; no DataStream assigner.
 - File mode: one reader, in file order, by `for_bounded_out_of_orderness(bound - 1 ms)` after
   decode (Flink emits max_ts - (bound - 1) - 1 = max_ts - bound; bound 0: max_ts - 1).
 
