@@ -223,19 +223,17 @@ def flink_configuration(config: DetectConfig, args=None):
     return conf
 
 
-def _on_flink_classpath(jar_name: str) -> bool:
-    """True when Flink's lib/ holds the jar (the image puts the project's UDF jar there)."""
+def _flink_home() -> Path:
     import os
 
     import pyflink
 
-    flink_home = Path(os.environ.get("FLINK_HOME") or Path(pyflink.__file__).parent)
-    return (flink_home / "lib" / jar_name).exists()
+    return Path(os.environ.get("FLINK_HOME") or Path(pyflink.__file__).parent)
 
 
-def udf_jar_uri() -> str | None:
-    """The UDF jar for the client's class loader, unless Flink's lib/ has it already."""
-    return UDF_JAR.as_uri() if UDF_JAR.exists() else None
+def _on_flink_classpath(jar_name: str) -> bool:
+    """True when Flink's lib/ holds the jar (the image puts the project's UDF jar there)."""
+    return (_flink_home() / "lib" / jar_name).exists()
 
 
 def _warn_if_reporter_missing(reporter: str) -> None:
@@ -243,9 +241,7 @@ def _warn_if_reporter_missing(reporter: str) -> None:
     Flink starts without a reporter it cannot load, so say so up front."""
     import os
 
-    import pyflink
-
-    flink_home = Path(os.environ.get("FLINK_HOME") or Path(pyflink.__file__).parent)
+    flink_home = _flink_home()
     plugins = Path(os.environ.get("FLINK_PLUGINS_DIR") or flink_home / "plugins")
     candidates = [*flink_home.glob("lib/*.jar"), *plugins.glob("*/*.jar")]
     if not any(f"flink-metrics-{reporter}" in jar.name for jar in candidates):
@@ -368,9 +364,9 @@ def _environment(config: DetectConfig, args):
         from pyflink.util.java_utils import add_jars_to_context_class_loader
 
         # The planner resolves moments_decode (udfs/jvm) through the client's context class
-        # loader, which pipeline.jars alone does not reach.
-        if udf_jar_uri():
-            add_jars_to_context_class_loader([udf_jar_uri()])
+        # loader, which pipeline.jars alone does not reach (unless Flink's lib/ has the jar).
+        if UDF_JAR.exists():
+            add_jars_to_context_class_loader([UDF_JAR.as_uri()])
     if config.parallelism:
         env.set_parallelism(config.parallelism)
     for package in PACKAGES:

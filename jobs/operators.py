@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from pyflink.common import Row
 from pyflink.common.time import Time
@@ -18,9 +17,10 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, TimeDomain
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
+from schemas.event import Event
 from schemas.rules import Rule
 from udfs.actions import build_action
-from udfs.decode import InvalidEvent, dead_letter_json, decode_event
+from udfs.decode import InvalidEvent, dead_letter_json, decode_event, raw_text
 from udfs.engine import NEW_BUCKET, UNCHANGED, Engine, UserState
 from udfs.model import EngineEvent
 
@@ -36,16 +36,22 @@ MIN_WATERMARK = -(2**63)
 MAX_WATERMARK = 2**63 - 1
 
 
-def _raw_text(raw: bytes | str) -> str:
-    return raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+def _decode_raw(raw: bytes | str) -> Event | str:
+    """A raw record by the event contract: the Event, or the reason it is not one."""
+    try:
+        return decode_event(raw)
+    except InvalidEvent as error:
+        return error.reason
+    except Exception as error:  # noqa: BLE001 - bad input must never fail the job
+        return f"undecodable: {type(error).__name__}: {error}"
 
 
 class DecodeEvents(ProcessFunction):
     """Raw JSON -> `(user_id, EngineEvent, raw)`; a record failing the contract goes to DLQ_TAG.
 
     Input is a line of the events file (`source` names it; the offset is the 1-based line number,
-    so this operator runs at parallelism 1 in file mode) or a Row(value, topic, partition, offset)
-    from Kafka.
+    so this operator runs at parallelism 1). Kafka mode has no such operator: records are decoded
+    in the JVM, or by DetectMoments itself (`decode_rows`).
 
     `replay_lateness_ms`: in file mode, decide lateness here exactly as the backtest does (an
     event is late iff its ts is below max_ts_seen - bound, in file order). Flink's periodic
@@ -53,7 +59,7 @@ class DecodeEvents(ProcessFunction):
     late; with it, file mode and the backtest agree on every input.
     """
 
-    def __init__(self, source: str | None = None, replay_lateness_ms: int | None = None):
+    def __init__(self, source: str, replay_lateness_ms: int | None = None):
         self.source = source
         self.replay_lateness_ms = replay_lateness_ms
 
@@ -64,35 +70,26 @@ class DecodeEvents(ProcessFunction):
         self.events_in = metrics.counter("events_in")
         self.invalid = metrics.counter("invalid")
 
-    def process_element(self, value: Any, ctx):
-        if self.source is not None:
-            self.line += 1
-            if not value.strip():
-                return  # blank lines are not records (the backtest skips them too)
-            raw, where = value, {"source": self.source, "offset": self.line}
-        else:
-            raw = value[0]
-            where = {"topic": value[1], "partition": value[2], "offset": value[3]}
+    def process_element(self, value: str, ctx):
+        self.line += 1
+        if not value.strip():
+            return  # blank lines are not records (the backtest skips them too)
+        raw = value
         self.events_in.inc()
-        try:
-            event = decode_event(raw)
-        except InvalidEvent as error:
+        event = _decode_raw(raw)
+        if isinstance(event, str):
             self.invalid.inc()
-            yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, error.reason, **where))
-            return
-        except Exception as error:  # noqa: BLE001 - bad input must never fail the job
-            self.invalid.inc()
-            reason = f"undecodable: {type(error).__name__}: {error}"
-            yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, reason, **where))
+            where = {"source": self.source, "offset": self.line}
+            yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, event, **where))
             return
         if self.replay_lateness_ms is not None:
             max_ts = self.max_ts
             if max_ts is not None and event.ts < max_ts - self.replay_lateness_ms:
-                yield LATE_TAG, Row(KIND_LATE, event.user_id, _raw_text(raw))
+                yield LATE_TAG, Row(KIND_LATE, event.user_id, raw)
                 return
             if max_ts is None or event.ts > max_ts:
                 self.max_ts = event.ts
-        yield event.user_id, EngineEvent.from_event(event), _raw_text(raw)
+        yield event.user_id, EngineEvent.from_event(event), raw
 
 
 class EventTimeOf(TimestampAssigner):
@@ -206,7 +203,7 @@ class DetectMoments(KeyedProcessFunction):
         changed = self.engine.accept_changed(state, event, watermark)
         if changed is None:
             self.late.inc()
-            yield LATE_TAG, Row(KIND_LATE, user_id, _raw_text(raw))
+            yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(raw))
             return
         self.processed.inc()
         if changed:
@@ -222,7 +219,7 @@ class DetectMoments(KeyedProcessFunction):
             watermark = forced
         if event.ts < watermark:
             self.late.inc()
-            yield LATE_TAG, Row(KIND_LATE, user_id, _raw_text(raw))
+            yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(raw))
             return
         self.processed.inc()
         change = self.engine.add_activity(buckets, event)
@@ -255,12 +252,9 @@ class DetectMoments(KeyedProcessFunction):
                 row[9],
                 {} if properties is None or properties == "{}" else json.loads(properties),
             )
-        try:
-            event = decode_event(row[1])
-        except InvalidEvent as error:
-            return error.reason
-        except Exception as error:  # noqa: BLE001 - bad input must never fail the job
-            return f"undecodable: {type(error).__name__}: {error}"
+        event = _decode_raw(row[1])
+        if isinstance(event, str):
+            return event
         if event.user_id != row[0]:
             return "user_id: read differently by Flink SQL (the stream's key) and the decoder"
         return EngineEvent.from_event(event)

@@ -20,12 +20,6 @@ DECODE_CLASS = "dev.micromoments.flink.DecodeEvent"  # udfs/jvm, built by `make 
 EVENT_TIME_FUNCTION = "moments_event_time"
 EVENT_TIME_CLASS = "dev.micromoments.flink.EventTime"
 
-# The fields of a keyed record's payload (see keyed_records_query), by position.
-PAYLOAD_FIELDS = (
-    "user_id", "value", "topic", "partition", "offset", "decoded",
-    "event_id", "event_type", "ts", "device", "properties",
-)  # fmt: skip
-
 
 def keyed_records_query(read_types: Iterable[str] | None, table: str = "events_raw") -> str:
     """The records Python must see as `(key, payload)` rows. `moments_decode` (a Java function,

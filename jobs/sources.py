@@ -105,7 +105,7 @@ def register_decode_function(t_env) -> None:
 
 def keyed_payload_type():
     """The Python type of `kafka_keyed_records`' rows: Row(key, payload), the payload's fields as
-    jobs.prefilter.PAYLOAD_FIELDS."""
+    jobs.prefilter.keyed_records_query selects them."""
     from pyflink.common import Types
 
     payload = Types.ROW(
