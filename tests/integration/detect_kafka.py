@@ -153,3 +153,11 @@ class RunningJob:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
         self.log.close()
+
+
+def tear_down(job: RunningJob, readers: dict[str, TopicReader], admin, topics: dict[str, str]):
+    """The end of a Kafka-mode fixture: the job, its topic readers, its topics."""
+    job.stop()
+    for reader in readers.values():
+        reader.close()
+    admin.delete_topics(list(topics.values()))

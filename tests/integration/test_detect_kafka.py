@@ -23,6 +23,7 @@ from tests.integration.detect_kafka import (
     create_topics,
     kafka_args,
     produce,
+    tear_down,
 )
 from tests.integration.test_detect_file import backtest, without_detected_at
 
@@ -138,10 +139,7 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
         )
         yield result
     finally:
-        job.stop()
-        for reader in readers.values():
-            reader.close()
-        kafka_admin.delete_topics(list(topics.values()))
+        tear_down(job, readers, kafka_admin, topics)
 
 
 def test_actions_equal_backtest_keyed_by_user(kafka_run):

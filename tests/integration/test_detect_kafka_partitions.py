@@ -19,7 +19,13 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.detect_data import T0, event, write_inputs
-from tests.integration.detect_kafka import RunningJob, TopicReader, create_topics, kafka_args
+from tests.integration.detect_kafka import (
+    RunningJob,
+    TopicReader,
+    create_topics,
+    kafka_args,
+    tear_down,
+)
 from tests.integration.test_detect_file import backtest, without_detected_at
 
 pytestmark = pytest.mark.integration
@@ -130,10 +136,7 @@ def partitioned_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
         result["late_after"] = [json.loads(r.value)["event_id"] for r in readers["late"].poll()]
         yield result
     finally:
-        job.stop()
-        for reader in readers.values():
-            reader.close()
-        kafka_admin.delete_topics(list(topics.values()))
+        tear_down(job, readers, kafka_admin, topics)
 
 
 def test_backlog_of_two_partitions_has_no_late_events(partitioned_run):
