@@ -49,6 +49,21 @@ def config(*argv: str, environ: dict[str, str] | None = None) -> DetectConfig:
     return DetectConfig.from_args(parse(*argv), environ or {})
 
 
+def test_local_runs_checkpoint_to_disk_and_flink_cli_runs_keep_the_cluster_storage(
+    files, listening_port, tmp_path
+):
+    rules, _, _ = files
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"}
+    cfg = config("--rules", str(rules), environ=kafka)
+    local = detect.checkpoint_storage_dir(cfg, environ={})
+    assert local.startswith("file:///") and local.endswith("/micro-moments/checkpoints")
+    # Submitted by `flink run` (its Python gets the gateway port): the cluster decides.
+    assert detect.checkpoint_storage_dir(cfg, environ={"PYFLINK_GATEWAY_PORT": "1"}) is None
+    chosen = config("--rules", str(rules), "--checkpoint-dir", str(tmp_path / "c"), environ=kafka)
+    expected = (tmp_path / "c").as_uri()
+    assert detect.checkpoint_storage_dir(chosen, environ={"PYFLINK_GATEWAY_PORT": "1"}) == expected
+
+
 def test_file_mode_defaults(files):
     rules, events, tmp = files
     cfg = config("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a.jsonl"))
