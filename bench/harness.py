@@ -115,14 +115,14 @@ def produce_all(bootstrap: str, topic: str, events: list[dict], tail: list[tuple
     out.close()
 
 
-def produce_paced(bootstrap: str, topic: str, events, start_ms: int) -> list[dict]:
-    """Send each event when its event time comes (the generator yields in arrival order, so a
-    delayed event goes out as soon as it is yielded); returns what was sent, in order."""
+def produce_paced(bootstrap: str, topic: str, events) -> list[dict]:
+    """Send each event once the wall clock reaches its event time, as a device would (the
+    generator yields in arrival order, so a delayed event goes out as soon as it is yielded);
+    returns what was sent, in order."""
     out = producer(bootstrap, linger_ms=1)
     sent = []
-    started = time.monotonic()
     for event in events:
-        wait = (event["ts"] - start_ms) / 1000 - (time.monotonic() - started)
+        wait = (event["ts"] - now_ms()) / 1000
         if wait > 0.001:
             time.sleep(wait)  # pacing a real-time feed, not synchronisation
         out.send(topic, key=event["user_id"].encode(), value=orjson.dumps(event))
@@ -259,7 +259,8 @@ class FlinkJob:
         totals: dict[str, float] = {}
         for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
             base = f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
-            names = [m["id"] for m in self.get(base) if m["id"].startswith(("decode.", "detect."))]
+            prefixes = ("decode.", "detect.", "activity.")
+            names = [m["id"] for m in self.get(base) if m["id"].startswith(prefixes)]
             if names:
                 for m in self.get(f"{base}?get={','.join(names)}&agg=sum"):
                     totals[m["id"]] = m["sum"]

@@ -5,8 +5,9 @@ only the records some rule reads.
 the Python decoder reads it, so the dead-letter verdict never changes: anything it cannot judge
 exactly (RFC 3339 timestamps, 5.0, odd types, invalid JSON) goes to Python, which decides. A
 vouched-for event of a type no rule reads is dropped, unless a silence rule reads every event
-(`Engine.event_types_read()` is None); the engine then keeps only the first and last such
-"activity" per user and silence gap (udfs/engine.py).
+(`Engine.event_types_read()` is None); such "activity" then meets the JVM activity filter
+(jobs/sources.py `activity_filter`, udfs/jvm CollapseActivity), which passes on only what the
+engine would keep: the first and last per user and silence gap, after the user's earliest start.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.config import DetectConfig
 
+# The activity filter releases a held latest activity after idle_fire_after / this (see
+# activity_filter): its release must reach Python before Python's idle forcing may fire.
+ACTIVITY_FLUSH_DIVISOR = 8
+
 _STARTUP_MODE = {
     "earliest": "earliest-offset",
     "latest": "latest-offset",
@@ -153,7 +157,48 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config: DetectConfig):
     gateway = get_gateway()
     from pyflink.common import Types
 
-    j_keyed = stream._j_data_stream.keyBy(
-        gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
-    )
+    key_type = Types.ROW([Types.STRING()]).get_java_type_info()
+    j_keyed = stream._j_data_stream.keyBy(gateway.jvm.KeyByKeySelector(), key_type)
+    collapse = activity_filter(Engine(config.rules), config) if config.jvm_prefilter else None
+    if collapse is not None:
+        j_filtered = (
+            j_keyed.process(collapse, row_type.get_java_type_info())
+            .name("activity")
+            .uid("activity")
+            # Its own task (thread): it runs beside the Python operator, not in its turn.
+            .disableChaining()
+        )
+        # Same keys, same subtasks: keyed again without another shuffle.
+        utils = gateway.jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils
+        j_keyed = utils.reinterpretAsKeyedStream(
+            j_filtered, gateway.jvm.KeyByKeySelector(), key_type
+        )
     return KeyedStream(j_keyed, row_type, stream)
+
+
+def activity_filter(engine, config: DetectConfig):
+    """The JVM activity filter (udfs/jvm CollapseActivity) for these rules, or None when they
+    have no activity (no silence rule, or a rule that may read any event type)."""
+    from pyflink.java_gateway import get_gateway
+
+    if engine.filtered_types is None:
+        return None
+    gateway = get_gateway()
+
+    def string_array(values):
+        array = gateway.new_array(gateway.jvm.java.lang.String, len(values))
+        for i, value in enumerate(sorted(values)):
+            array[i] = value
+        return array
+
+    starts = engine.silence_start_types()
+    idle = config.idle_fire_after_ms
+    return gateway.jvm.dev.micromoments.flink.CollapseActivity(
+        engine.activity_bucket_ms,
+        string_array(engine.filtered_types),
+        None if starts is None else string_array(starts),
+        # Well inside Python's idle forcing (which waits idle_fire_after after the last input).
+        max(idle // ACTIVITY_FLUSH_DIVISOR, 1) if idle else 0,
+        config.state_ttl_ms,
+        keyed_payload_type().get_java_type_info(),
+    )

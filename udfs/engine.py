@@ -228,6 +228,18 @@ class Engine:
                     times.append(t)
         return min(times) if times else None
 
+    def silence_start_types(self) -> frozenset[str] | None:
+        """Event types that may start a silence rule (None: any type may). Before a user's
+        earliest start no silence is armed, so activity before it changes nothing."""
+        types: set[str] = set()
+        for pattern in self.patterns:
+            if pattern.reads_every_event:
+                starts = pattern.start_types()
+                if starts is None:
+                    return None
+                types |= starts
+        return frozenset(types)
+
     def event_types_read(self) -> frozenset[str] | None:
         """Event types any rule reads (for filtering upstream), None if some rule reads any type.
 

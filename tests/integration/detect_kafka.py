@@ -121,7 +121,14 @@ class RunningJob:
 
     def metrics(self) -> dict[str, float]:
         """Every user metric of the job summed over subtasks, e.g. {"detect.events_in": 12}."""
-        return self.metrics_matching(("decode.", "detect.", "enrich."))
+        return self.metrics_matching(("decode.", "detect.", "enrich.", "activity."))
+
+    @staticmethod
+    def records_in(metrics: dict[str, float]) -> float:
+        """Records the job took in Kafka mode: those the detect operator got, and those the JVM
+        activity filter skipped or holds (udfs/jvm CollapseActivity)."""
+        names = ("detect.events_in", "activity.skipped", "activity.held")
+        return sum(metrics.get(name, 0) for name in names)
 
     def metrics_matching(self, prefixes: tuple[str, ...], suffix: str = "") -> dict[str, float]:
         """Metrics whose id starts with one of `prefixes` and ends with `suffix`, summed."""

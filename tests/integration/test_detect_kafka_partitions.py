@@ -103,7 +103,8 @@ def partitioned_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
                 metrics = job.metrics()
             except OSError:
                 return False  # the REST API is not up yet
-            return metrics.get("detect.processed", 0) + metrics.get("detect.late", 0) >= total
+            taken = ("detect.processed", "detect.late", "activity.skipped", "activity.held")
+            return sum(metrics.get(name, 0) for name in taken) >= total
 
         wait_for(backlog_done, timeout=180, interval=0.5, message="the backlog processed")
         # The deadlines still armed fire through idle forcing (3 s); late events mean fewer.
@@ -128,7 +129,7 @@ def partitioned_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
             message="the event below the boundary on the late topic",
         )
         result["metrics"] = wait_for(
-            lambda: (m := job.metrics()).get("detect.events_in") == total + 2 and m,
+            lambda: job.records_in(m := job.metrics()) == total + 2 and m,
             timeout=30,
             interval=0.5,
             message="metrics covering the boundary events",

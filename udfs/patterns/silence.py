@@ -29,6 +29,9 @@ class SilencePattern(PatternRule):
         unless = event_types_of(self.rule.pattern.unless) if self.rule.pattern.unless else set()
         return None if start is None or unless is None else frozenset(start | unless)
 
+    def start_types(self):
+        return event_types_of(self.rule.pattern.start)
+
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
         state = rules.get(self.rule_id)
         if self.is_unless is not None and self.is_unless(event):

@@ -72,3 +72,17 @@ def test_rearms_after_firing():
         ("cart_silence", "u1", GAP, ("s1",)),
         ("cart_silence", "u1", 100_000 + GAP, ("s2",)),
     ]
+
+
+def test_silence_start_types_bound_what_the_jvm_filter_may_skip():
+    from udfs.engine import Engine
+
+    assert Engine(RULES).silence_start_types() == frozenset({"add_to_cart"})
+    any_start = make_rules(
+        {
+            "id": "quiet",
+            "pattern": {"type": "silence", "start": {"device": "mobile"}, "gap": "1s"},
+        }
+    )
+    # A start that may be any type: every activity may follow a start, none is skipped.
+    assert Engine(any_start).silence_start_types() is None
