@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 
 from pyflink.common import Row
 from pyflink.common.time import Time
@@ -225,12 +224,8 @@ class DetectMoments(KeyedProcessFunction):
         self.processed.inc()
         change = self.engine.add_activity(buckets, event)
         if change == NEW_BUCKET:
-            # Activity needs no earlier wakeup than its bucket's end (udfs/engine.py), and a
-            # later one only drops it later: each user's is put off by up to BUCKET_END_SPREAD_MS
-            # (by the user id), so that every user's bucket does not end in the same callback
-            # burst (buckets are aligned to the epoch).
-            end = self.engine.bucket_end(event.ts)
-            ctx.timer_service().register_event_time_timer(end + _spread(user_id))
+            # Activity needs no earlier wakeup than its bucket's end (udfs/engine.py).
+            ctx.timer_service().register_event_time_timer(self.engine.bucket_end(event.ts))
         if change != UNCHANGED:
             self.activity_state.update((buckets, forced))
 
@@ -379,14 +374,6 @@ def idle_force_due(
     is the only sign of input). And wall-clock must be past the deadline by as much.
     """
     return max(wakeup, watermark_moved_at, input_seen_at) + idle_fire_after_ms
-
-
-BUCKET_END_SPREAD_MS = 5_000
-
-
-def _spread(user_id: str) -> int:
-    """A stable per-user delay in [0, BUCKET_END_SPREAD_MS)."""
-    return zlib.crc32(user_id.encode()) % BUCKET_END_SPREAD_MS
 
 
 def _round_up(ms: int) -> int:
