@@ -137,7 +137,8 @@ def configure_parser(parser) -> None:
     runtime.add_argument(
         "--no-jvm-prefilter",
         action="store_true",
-        help="decode every record in Python (default: skip, in the JVM, events no rule reads)",
+        help="every record to Python (default: the JVM skips events no rule reads, and with a "
+        "silence rule the activity the engine would not keep)",
     )
     runtime.add_argument(
         "--enrichment-layout",
