@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import pickle
+import signal
 import statistics
 import subprocess
 import sys
@@ -973,6 +974,9 @@ def main() -> int:
         help="throughput parallelisms (default: 1 and 2)",
     )
     args = parser.parse_args()
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so every `finally` stops its job: a job
+    # left running would sit beside the next run's and skew its figures.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     result = bench.main()
     (bench.run_dir / "result.json").write_text(json.dumps(result, indent=2))
