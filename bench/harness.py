@@ -202,7 +202,15 @@ class LiveReader(threading.Thread):
 
 # -- Flink jobs ------------------------------------------------------------------------------
 class FlinkJob:
-    """A job in its own process group (a Python client plus the MiniCluster JVM it starts)."""
+    """A job in its own process group (a Python client plus the MiniCluster JVM it starts).
+    Every job started and not stopped yet is in `FlinkJob.running` (`stop_all` ends them)."""
+
+    running: set[FlinkJob] = set()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for job in list(cls.running):
+            job.stop()
 
     def __init__(self, name: str, argv: list[str], log_dir: Path):
         self.name = name
@@ -219,6 +227,7 @@ class FlinkJob:
             cwd=ROOT,
             start_new_session=True,
         )
+        FlinkJob.running.add(self)
         self.job_id: str | None = None
 
     def get(self, path: str):
@@ -279,6 +288,7 @@ class FlinkJob:
         return [proc_status(pid) | {"root": pid == root} for pid in process_tree(root)]
 
     def stop(self) -> None:
+        FlinkJob.running.discard(self)
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
