@@ -161,15 +161,11 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
         }
         earliestStart.update(ts);
         long from = Math.max(ts, watermark); // held records below the watermark: not on time now
-        List<Long> keys = new ArrayList<>();
-        for (Long bucket : buckets.keys()) {
-            keys.add(bucket);
-        }
-        for (Long bucket : keys) {
+        for (Long bucket : bucketKeys()) {
             Row entry = buckets.get(bucket);
             Row first = (Row) entry.getField(PRE_FIRST);
             Row last = (Row) entry.getField(PRE_LAST);
-            if (first == null || tsOf(last != null ? last : first) < from) {
+            if (first == null || tsOf(latest(first, last)) < from) {
                 continue;
             }
             boolean firstToo = tsOf(first) >= from;
@@ -202,7 +198,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
                 discard(); // the old earliest is in between now
             }
             entry.setField(PRE_FIRST, record);
-        } else if (ts > tsOf(last != null ? last : first)) {
+        } else if (ts > tsOf(latest(first, last))) {
             if (last != null) {
                 discard();
             }
@@ -259,11 +255,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         boolean eventTime = ctx.timeDomain() == TimeDomain.EVENT_TIME;
-        List<Long> keys = new ArrayList<>();
-        for (Long bucket : buckets.keys()) {
-            keys.add(bucket);
-        }
-        for (Long bucket : keys) {
+        for (Long bucket : bucketKeys()) {
             Row entry = buckets.get(bucket);
             Row pending = (Row) entry.getField(PENDING);
             // `release`: the entry changed.
@@ -278,7 +270,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
             if (eventTime && first != null) {
                 // The watermark passed these: no start at or before them can come on time now.
                 Row last = (Row) entry.getField(PRE_LAST);
-                if (tsOf(last != null ? last : first) < timestamp) {
+                if (tsOf(latest(first, last)) < timestamp) {
                     discard();
                     if (last != null) {
                         discard();
@@ -303,6 +295,20 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
                 buckets.put(bucket, entry);
             }
         }
+    }
+
+    /** The user's buckets, copied: the loops over them change the map. */
+    private List<Long> bucketKeys() throws Exception {
+        List<Long> keys = new ArrayList<>();
+        for (Long bucket : buckets.keys()) {
+            keys.add(bucket);
+        }
+        return keys;
+    }
+
+    /** The later of a bucket's held records (PRE_LAST is null while only one is held). */
+    private static Row latest(Row first, Row last) {
+        return last != null ? last : first;
     }
 
     /** A held record that will never be forwarded. */
