@@ -124,6 +124,11 @@ class WatermarkReady:
         return ready
 
 
+def split_at(ready: int, since: int, done: int) -> tuple[int, int]:
+    """A delay from `since` to `done` as (waiting for the input until `ready`, the job's part)."""
+    return max(ready - since, 0), done - max(ready, since)
+
+
 def input_gaps(append_ms, steady_from: int) -> dict:
     """How evenly the events reached the broker (steady state): the largest silence between two
     consecutive appends, and how many exceeded 100 ms (at 5,000 events/s there should be none).
@@ -624,8 +629,9 @@ class Bench:
                     at_stream_end += 1
                     continue
                 by_kind["append"].append(action["_append"] - completing)
-                by_kind["input"].append(max(ready - completing, 0))
-                by_kind["job"].append(action["_append"] - max(ready, completing))
+                waited, own = split_at(ready, completing, action["_append"])
+                by_kind["input"].append(waited)
+                by_kind["job"].append(own)
                 per_rule.setdefault(action["rule_id"], []).append(action["_append"] - completing)
                 if action["action_id"] in visible:
                     by_kind["visible"].append(visible[action["action_id"]] - completing)
@@ -635,8 +641,9 @@ class Bench:
                     timers["live"].append(delay)
                     ready = passable.at(action["trigger_ts"] - 1)  # W >= deadline fires it
                     if ready is not None:
-                        timers["input"].append(max(ready - action["trigger_ts"], 0))
-                        timers["job"].append(action["_append"] - max(ready, action["trigger_ts"]))
+                        waited, own = split_at(ready, action["trigger_ts"], action["_append"])
+                        timers["input"].append(waited)
+                        timers["job"].append(own)
                 elif action["trigger_ts"] > stream_end_ts:
                     timers["idle"].append(delay)
         result = {

@@ -148,21 +148,23 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config: DetectConfig):
 
     t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
     t_env.execute_sql(kafka_events_table_ddl(config))
-    read_types = Engine(config.rules).event_types_read() if config.jvm_prefilter else None
+    engine = Engine(config.rules)
+    read_types = engine.event_types_read() if config.jvm_prefilter else None
     stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(read_types)))
     row_type = keyed_payload_type()
     # The Table API types the stream as ExternalTypeInfo; PyFlink's keyed operators need the
     # equivalent RowTypeInfo (same Row objects, another serializer). Set before any use.
-    stream._j_data_stream.getTransformation().setOutputType(row_type.get_java_type_info())
+    j_row_type = row_type.get_java_type_info()
+    stream._j_data_stream.getTransformation().setOutputType(j_row_type)
     gateway = get_gateway()
     from pyflink.common import Types
 
     key_type = Types.ROW([Types.STRING()]).get_java_type_info()
     j_keyed = stream._j_data_stream.keyBy(gateway.jvm.KeyByKeySelector(), key_type)
-    collapse = activity_filter(Engine(config.rules), config) if config.jvm_prefilter else None
+    collapse = activity_filter(engine, config, j_row_type) if config.jvm_prefilter else None
     if collapse is not None:
         j_filtered = (
-            j_keyed.process(collapse, row_type.get_java_type_info())
+            j_keyed.process(collapse, j_row_type)
             .name("activity")
             .uid("activity")
             # Its own task (thread): it runs beside the Python operator, not in its turn.
@@ -176,9 +178,10 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config: DetectConfig):
     return KeyedStream(j_keyed, row_type, stream)
 
 
-def activity_filter(engine, config: DetectConfig):
+def activity_filter(engine, config: DetectConfig, j_row_type):
     """The JVM activity filter (udfs/jvm CollapseActivity) for these rules, or None when they
-    have no activity (no silence rule, or a rule that may read any event type)."""
+    have no activity (no silence rule, or a rule that may read any event type). `j_row_type`:
+    the Java type of the keyed records (keyed_payload_type), in and out."""
     from pyflink.java_gateway import get_gateway
 
     if engine.filtered_types is None:
@@ -200,5 +203,5 @@ def activity_filter(engine, config: DetectConfig):
         # Well inside Python's idle forcing (which waits idle_fire_after after the last input).
         max(idle // ACTIVITY_FLUSH_DIVISOR, 1) if idle else 0,
         config.state_ttl_ms,
-        keyed_payload_type().get_java_type_info(),
+        j_row_type,
     )
