@@ -115,21 +115,33 @@ def produce_all(bootstrap: str, topic: str, events: list[dict], tail: list[tuple
     out.close()
 
 
-def produce_paced(bootstrap: str, topic: str, events) -> list[dict]:
-    """Send each event once the wall clock reaches its event time, as a device would (the
-    generator yields in arrival order, so a delayed event goes out as soon as it is yielded);
-    returns what was sent, in order."""
-    out = producer(bootstrap, linger_ms=1)
-    sent = []
-    for event in events:
-        wait = (event["ts"] - now_ms()) / 1000
-        if wait > 0.001:
-            time.sleep(wait)  # pacing a real-time feed, not synchronisation
-        out.send(topic, key=event["user_id"].encode(), value=orjson.dumps(event))
-        sent.append(event)
-    out.flush()
-    out.close()
-    return sent
+PACED_PRODUCER = ROOT / "bench" / "jvm" / "PacedProducer.java"
+KAFKA_JARS = ROOT / ".cache" / "jars" / "kafka"
+
+
+def produce_paced(bootstrap: str, topic: str, events: list[dict], schedule_path: Path) -> dict:
+    """Send each event once the wall clock reaches its event time, as a device would (`events`
+    are in arrival order, so a delayed event goes out right after the one before it); returns
+    the producer's report (records sent, how late sends were against the schedule).
+
+    The sending is done by bench/jvm/PacedProducer.java, a Java process: a Python producer on
+    this 2-core machine, sharing it with the job under test, fell behind by up to 420 ms at a
+    time at 5k events/s, and every such pause holds the watermark back."""
+    send_at = 0
+    with schedule_path.open("wb") as out:
+        for event in events:
+            send_at = max(send_at, event["ts"])
+            out.write(b"%d\t%s\t%s\n" % (send_at, event["user_id"].encode(), orjson.dumps(event)))
+    command = ["java", "-cp", f"{KAFKA_JARS}/*", str(PACED_PRODUCER), bootstrap, topic]
+    done = subprocess.run(
+        [*command, str(schedule_path)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: PacedProducer failed: {done.stderr.strip()[-2000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["sent"] != len(events):
+        raise SystemExit(f"bench: PacedProducer sent {report['sent']} of {len(events)} events")
+    return report
 
 
 @dataclass
@@ -281,6 +293,18 @@ class FlinkJob:
         except (OSError, KeyError, TypeError):
             return None
         return latest
+
+    def checkpoint_times(self) -> list[dict]:
+        """The checkpoints Flink remembers (its REST history: the latest 10 by default), oldest
+        first: when each was triggered and how long it took, to line up with latency spikes."""
+        try:
+            history = self.get(f"/jobs/{self.job_id}/checkpoints")["history"]
+        except (OSError, KeyError, TypeError):
+            return []
+        keys = ("id", "status", "trigger_timestamp", "end_to_end_duration", "state_size")
+        return sorted(
+            ({k: c.get(k) for k in keys} for c in history), key=lambda c: c["trigger_timestamp"]
+        )
 
     def process_tree_rss(self) -> list[dict]:
         """VmRSS / VmHWM of this job's processes (client, JVM, Python workers), from /proc."""
