@@ -194,6 +194,8 @@ def activity_filter(engine, config: DetectConfig, j_row_type):
             array[i] = value
         return array
 
+    from jobs.operators import bucket_end_spread
+
     starts = engine.silence_start_types()
     idle = config.idle_fire_after_ms
     return gateway.jvm.dev.micromoments.flink.CollapseActivity(
@@ -203,5 +205,6 @@ def activity_filter(engine, config: DetectConfig, j_row_type):
         # Well inside Python's idle forcing (which waits idle_fire_after after the last input).
         max(idle // ACTIVITY_FLUSH_DIVISOR, 1) if idle else 0,
         config.state_ttl_ms,
+        bucket_end_spread(engine),
         j_row_type,
     )

@@ -203,12 +203,16 @@ class Engine:
             if fire is not None:
                 fires.append(fire)
 
-    def wakeup(self, state: UserState) -> int | None:
+    def wakeup(self, state: UserState, activity_delay: int = 0) -> int | None:
         """The earliest watermark at which `advance` has work: `due`, or the end of the earliest
-        activity bucket (its events are dropped then)."""
+        activity bucket (its events are dropped then) plus `activity_delay`.
+
+        A host may drop a bucket later than its end (`activity_delay` >= 0): `advance` matches
+        activity in time order with the buffered events and deadlines whenever it runs, so when
+        a bucket is dropped changes no match, only how long it is kept."""
         due = self.due(state)
         if state.activity:
-            end = (min(state.activity) + 1) * self.activity_bucket_ms
+            end = (min(state.activity) + 1) * self.activity_bucket_ms + activity_delay
             return end if due is None or end < due else due
         return due
 

@@ -34,8 +34,13 @@ class Replay:
         max_out_of_orderness_ms: int = 2_000,
         on_action: Callable[[Action], None] | None = None,
         on_late: Callable[[Event], None] | None = None,
+        activity_delay: Callable[[str], int] | None = None,
     ):
+        """`activity_delay`: None (the reference) wakes a user at ts + 1 for every event; given,
+        an activity event (Engine.is_activity) wakes the user only at its bucket's end plus
+        `activity_delay(user_id)`, as the Flink operator does (jobs/operators.py, tests)."""
         self.engine = engine
+        self.activity_delay = activity_delay
         self.bound_ms = max_out_of_orderness_ms
         self.on_action = on_action or (lambda action: None)
         self.on_late = on_late or (lambda event: None)
@@ -60,7 +65,10 @@ class Replay:
             if state is None:
                 state = self.states[user] = UserState()
             self.engine.accept(state, EngineEvent.from_event(event), self.watermark)
-            self._schedule(user, event.ts + 1)
+            if self.activity_delay is not None and self.engine.is_activity(event.event_type):
+                self._schedule(user, self.engine.bucket_end(event.ts) + self.activity_delay(user))
+            else:
+                self._schedule(user, event.ts + 1)
         if self.max_ts is None or event.ts > self.max_ts:
             self.max_ts = event.ts
             self.advance_to(self.max_ts - self.bound_ms)
@@ -88,7 +96,8 @@ class Replay:
             if state.is_empty():
                 del self.states[user]
             else:
-                next_time = engine.wakeup(state)
+                delay = self.activity_delay(user) if self.activity_delay is not None else 0
+                next_time = engine.wakeup(state, delay)
                 if next_time is not None:
                     self._schedule(user, next_time)
 
@@ -107,11 +116,16 @@ class Replay:
 
 
 def replay(
-    engine: Engine, events: Iterable[Event], max_out_of_orderness_ms: int = 2_000
+    engine: Engine,
+    events: Iterable[Event],
+    max_out_of_orderness_ms: int = 2_000,
+    activity_delay: Callable[[str], int] | None = None,
 ) -> list[Action]:
     """Replay a finite sequence of events; return the actions in emission order."""
     actions: list[Action] = []
-    runner = Replay(engine, max_out_of_orderness_ms, on_action=actions.append)
+    runner = Replay(
+        engine, max_out_of_orderness_ms, on_action=actions.append, activity_delay=activity_delay
+    )
     for event in events:
         runner.push(event)
     runner.finish()

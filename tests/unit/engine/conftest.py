@@ -25,11 +25,11 @@ def ev(event_id: str, ts: int, event_type: str, user: str = "u1", **properties) 
     )
 
 
-def fires(rules: list, events: list, bound_ms: int = 2_000) -> list[tuple]:
+def fires(rules: list, events: list, bound_ms: int = 2_000, activity_delay=None) -> list[tuple]:
     """(rule_id, user_id, trigger_ts, event_ids) of every action, in emission order."""
     return [
         (a.rule_id, a.user_id, a.trigger_ts, tuple(a.event_ids))
-        for a in replay(Engine(rules), events, bound_ms)
+        for a in replay(Engine(rules), events, bound_ms, activity_delay)
     ]
 
 

@@ -115,6 +115,34 @@ def test_keeping_only_the_first_and_last_activity_per_bucket_is_exact(raw, bound
     assert sorted(fires(ALL_RULES, arrived, bound_ms)) == oracle_fires(ALL_RULES, events)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=dense_activity,
+    bound_ms=st.sampled_from([0, 7, 30, 100]),
+    seed=st.integers(),
+    delays=st.fixed_dictionaries({"u1": st.integers(0, 60), "u2": st.integers(0, 60)}),
+)
+def test_waking_for_activity_only_at_its_bucket_end_however_late_is_exact(
+    raw, bound_ms, seed, delays
+):
+    # The Flink operator wakes a user for activity only at the bucket's end, put off per user
+    # (jobs.operators.bucket_end_delay) so that all users' buckets do not end at one instant;
+    # delays here go past the 25 ms bucket and past deadlines.
+    events = _events(raw)
+    arrived = _arrival(events, bound_ms, seed)
+    got = fires(ALL_RULES, arrived, bound_ms, activity_delay=delays.__getitem__)
+    assert sorted(got) == oracle_fires(ALL_RULES, events)
+
+
+def test_a_bucket_end_wakeup_may_be_put_off_but_never_past_what_is_due():
+    engine = Engine(ALL_RULES)
+    state = UserState()
+    engine.accept(state, EngineEvent(10, "e1", "d", None, {}), 0)
+    assert engine.wakeup(state, 7) == 32
+    engine.accept(state, EngineEvent(20, "e2", "b", None, {}), 0)  # buffered: due at 21
+    assert engine.wakeup(state, 7) == 21
+
+
 def test_activity_between_the_first_and_last_of_its_bucket_changes_nothing():
     engine = Engine(ALL_RULES)
     assert engine.activity_bucket_ms == 25 and engine.is_activity("d")

@@ -44,7 +44,11 @@ import org.apache.flink.util.Collector;
  *   <li>Late records (ts below the watermark) and everything else pass unchanged: Python decides.
  * </ul>
  *
- * Metrics: {@code skipped} (activity never forwarded), {@code held} (held now; a counter moved
+ * A bucket's entry is dropped at its end plus a stable per-user delay below {@code
+ * bucketEndSpreadMs}: buckets are aligned to the epoch, and one timer per user at the same instant
+ * stalls the task; records of an ended bucket are late whatever the entry holds.
+ *
+ * <p>Metrics: {@code skipped} (activity never forwarded), {@code held} (held now; a counter moved
  * both ways). Records in = forwarded + skipped + held.
  */
 public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
@@ -70,6 +74,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
     private final Set<String> startTypes; // null: any event may start a silence
     private final long flushAfterMs; // 0: only the watermark releases a pending latest
     private final long stateTtlMs;
+    private final long bucketEndSpreadMs; // 1: every user's bucket ends at the same instant
     private final TypeInformation<Row> recordType;
 
     private transient ValueState<Long> earliestStart;
@@ -83,6 +88,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
             String[] startTypes,
             long flushAfterMs,
             long stateTtlMs,
+            long bucketEndSpreadMs,
             TypeInformation<Row> recordType) {
         if (bucketMs <= 0) {
             throw new IllegalArgumentException("bucketMs must be positive: " + bucketMs);
@@ -92,6 +98,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
         this.startTypes = startTypes == null ? null : new HashSet<>(Arrays.asList(startTypes));
         this.flushAfterMs = Math.max(0, flushAfterMs);
         this.stateTtlMs = stateTtlMs;
+        this.bucketEndSpreadMs = Math.max(1, bucketEndSpreadMs);
         this.recordType = recordType;
     }
 
@@ -222,7 +229,8 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
             if (min == null) {
                 entry.setField(FWD_MAX, ts);
                 // What was forwarded is kept until the bucket's end (its later records compare).
-                ctx.timerService().registerEventTimeTimer((bucket + 1) * bucketMs);
+                long end = (bucket + 1) * bucketMs;
+                ctx.timerService().registerEventTimeTimer(end + endDelay(record));
             }
             buckets.put(bucket, entry);
             out.collect(record);
@@ -245,6 +253,11 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
             // On a coarse grid: a busy user registers few distinct timers.
             ctx.timerService().registerProcessingTimeTimer(at - Math.floorMod(at, 10) + 10);
         }
+    }
+
+    /** This user's delay of bucket ends, stable, in [0, bucketEndSpreadMs). */
+    private long endDelay(Row record) {
+        return Math.floorMod(record.getField(0).hashCode(), bucketEndSpreadMs);
     }
 
     private Row entry(long bucket) throws Exception {
