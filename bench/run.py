@@ -75,8 +75,9 @@ LIVE_RATE = 5_000
 LIVE_BOUND_MS = 100
 LIVE_IDLE_FIRE_AFTER_MS = 1_000
 # From generating the live events to the first one's event time: writing the schedule and
-# starting the producer's JVM take about 2 s here.
-PRODUCER_LEAD_MS = 4_000
+# starting the producer (a JVM that compiles its source and reads 600k lines) took up to
+# ~5 s here while the job ran beside it.
+PRODUCER_LEAD_MS = 8_000
 THROUGHPUT_IDLE_FIRE_AFTER = "3s"
 # The live runs trade some throughput for latency (README "Latency"): watermarks every 20 ms
 # instead of the job's 50 ms, network buffers flushed after 5 ms instead of 20 ms.
