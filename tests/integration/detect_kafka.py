@@ -162,6 +162,19 @@ class RunningJob:
         self.log.close()
 
 
+def wait_for_backlog(job: RunningJob, actions: TopicReader, expected: int) -> list:
+    """Poll the actions topic until the backlog's `expected` actions are there (the job must
+    stay alive meanwhile); the records read so far."""
+    from tests.helpers import wait_for
+
+    def backlog_done():
+        assert job.alive(), job.log_tail()
+        return len(actions.poll()) >= expected
+
+    wait_for(backlog_done, timeout=120, interval=0.5, message="actions of the backlog")
+    return list(actions.records)
+
+
 def tear_down(job: RunningJob, readers: dict[str, TopicReader], admin, topics: dict[str, str]):
     """The end of a Kafka-mode fixture: the job, its topic readers, its topics."""
     job.stop()

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from schemas.event import Event
 from schemas.rules import parse_rules
 from tests.helpers import wait_for
 from tests.integration.detect_kafka import (
@@ -29,11 +28,11 @@ from tests.integration.detect_kafka import (
     kafka_args,
     produce,
     tear_down,
+    wait_for_backlog,
 )
-from tests.integration.test_detect_file import without_detected_at
+from tests.integration.test_detect_file import backtest, without_detected_at
 from udfs.engine import Engine
 from udfs.generator import GeneratorSettings, generate
-from udfs.replay import Replay
 
 pytestmark = pytest.mark.integration
 GAP_MS = 3_000
@@ -86,29 +85,13 @@ def backlog() -> list[dict]:
     return events[:middle] + late_start + events[middle:]
 
 
-def expected_actions(events: list[dict]) -> list[str]:
-    engine = Engine(parse_rules(yaml.safe_load(RULES_YAML)))
-    actions: list[str] = []
-    runner = Replay(
-        engine,
-        BOUND_MS,
-        on_action=lambda a: actions.append(
-            without_detected_at(a.model_dump_json(exclude_none=True))
-        ),
-    )
-    for event in events:
-        runner.push(Event.model_validate(event))
-    runner.finish()
-    return actions
-
-
 @pytest.fixture(scope="module")
 def activity_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     directory = tmp_path_factory.mktemp("detect-activity")
     rules = directory / "rules.yaml"
     rules.write_text(RULES_YAML)
     events = backlog()
-    expected = expected_actions(events)
+    expected, _ = backtest(events, RULES_YAML, BOUND_MS)
     topics = create_topics(
         kafka_admin, "activity", {"events": 2, "actions": 1, "dlq": 1, "late": 1}
     )
@@ -128,13 +111,7 @@ def activity_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     )
     result = {"events": events, "expected": expected}
     try:
-
-        def backlog_done():
-            assert job.alive(), job.log_tail()
-            return len(readers["actions"].poll()) >= len(expected)
-
-        wait_for(backlog_done, timeout=120, interval=0.5, message="actions of the backlog")
-        result["actions"] = list(readers["actions"].records)
+        result["actions"] = wait_for_backlog(job, readers["actions"], len(expected))
 
         # Live: a start, then activity every 100 ms up to +1500 ms, then nothing at all.
         now = int(time.time() * 1000)

@@ -45,13 +45,15 @@ def without_detected_at(line: str) -> str:
     return json.dumps(action, sort_keys=True)
 
 
-def backtest(valid: list[dict]) -> tuple[list[str], list[str]]:
+def backtest(
+    valid: list[dict], rules_yaml: str = RULES_YAML, bound_ms: int = BOUND_MS
+) -> tuple[list[str], list[str]]:
     yaml = __import__("yaml")
-    engine = Engine(parse_rules(yaml.safe_load(RULES_YAML)))
+    engine = Engine(parse_rules(yaml.safe_load(rules_yaml)))
     actions, late = [], []
     runner = Replay(
         engine,
-        BOUND_MS,
+        bound_ms,
         on_action=lambda a: actions.append(
             without_detected_at(a.model_dump_json(exclude_none=True))
         ),

@@ -25,6 +25,7 @@ from tests.integration.detect_kafka import (
     kafka_args,
     produce,
     tear_down,
+    wait_for_backlog,
 )
 from tests.integration.test_detect_file import backtest, without_detected_at
 
@@ -60,13 +61,7 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     expected_actions, _ = backtest(valid)
     result = {"lines": lines, "valid": valid, "expected": expected_actions, "job": job}
     try:
-
-        def backlog_done():
-            assert job.alive(), job.log_tail()
-            return len(readers["actions"].poll()) >= len(expected_actions)
-
-        wait_for(backlog_done, timeout=120, interval=0.5, message="actions of the backlog")
-        result["actions"] = list(readers["actions"].records)
+        result["actions"] = wait_for_backlog(job, readers["actions"], len(expected_actions))
 
         max_ts = max(e["ts"] for e in valid)
         late_lines = [
