@@ -376,10 +376,27 @@ def enrich_actions(env, actions, config: DetectConfig):
     return enriched
 
 
+def _venv_first_on_path(environ=None) -> None:
+    """Put this interpreter's directory first on PATH before the local JVM starts.
+
+    In thread mode the JVM embeds CPython (PEMJA), which finds its prefix by looking up `python`
+    on PATH: with a venv's `bin` missing there (`.venv/bin/moments` started from a plain shell),
+    it finds the base interpreter, without the venv's site-packages, and every Python operator
+    fails with "No module named 'pemja'". The MiniCluster JVM inherits this environment."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    bin_dir = str(Path(sys.executable).parent)
+    path = environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bin_dir:
+        environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
+
+
 def _environment(config: DetectConfig, args):
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
+    _venv_first_on_path()
     conf = flink_configuration(config, args)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     if config.kafka_mode:
