@@ -22,11 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs import deliver  # noqa: E402
 from jobs.cli import build_parser  # noqa: E402
+from jobs.deliver.config import DeliverConfig  # noqa: E402
+from jobs.options import load  # noqa: E402
 from schemas.action import Action, action_id  # noqa: E402
 from tests.vendor_servers import BrazeServer, Faults, IterableServer  # noqa: E402
 from udfs.delivery.assemble import build_deliverer  # noqa: E402
+from udfs.delivery.drain import drain  # noqa: E402
+from udfs.delivery.files import FileSource  # noqa: E402
 from udfs.delivery.pipeline import DeliveryPipeline  # noqa: E402
 
 # Server-side limits (requests, window seconds): far below the vendors' real ones and the
@@ -130,13 +133,13 @@ def main() -> int:
                 "100",
             ]
         )
-        settings = deliver.settings_from(args, {**os.environ, **environ})
+        config = load(DeliverConfig, args, {**os.environ, **environ})
+        settings = config.delivery_settings()
         deliverer = build_deliverer(settings)
         started = time.monotonic()
         try:
-            summary = deliver.deliver_file(
-                DeliveryPipeline(deliverer), path, Path(tmp) / "dlq.jsonl", args.batch_size
-            )
+            with FileSource(path, Path(tmp) / "dlq.jsonl") as source:
+                summary = drain(DeliveryPipeline(deliverer), source, batch_size=config.batch_size)
         finally:
             deliverer.close()
         drain_s = time.monotonic() - started

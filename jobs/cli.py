@@ -11,18 +11,20 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from schemas.errors import UserError
+
 SUBCOMMANDS = {
     "validate": ("jobs.validate", "check a rules file and print one line per rule"),
     "schema": ("jobs.schema", "print the JSON Schema of an event, the rules file or an action"),
     "backtest": ("jobs.backtest", "replay an events file (JSONL or Parquet) through the rules"),
     "generate": ("jobs.generate", "write a seeded, realistic event stream (JSONL or Parquet)"),
     "run": ("jobs.detect", "run the PyFlink detection job (Kafka or file in, actions out)"),
-    "deliver": ("jobs.deliver", "deliver actions to Braze / Iterable (Kafka topic or file)"),
+    "deliver": ("jobs.deliver.cli", "deliver actions to Braze / Iterable (Kafka topic or file)"),
 }
 
 
-class UsageError(Exception):
-    """A mistake of the user's, printed as one line with exit code 2."""
+class UsageError(UserError):
+    """A flag combination or value a subcommand refuses (a `UserError`: one line, exit code 2)."""
 
 
 def _version() -> str:
@@ -52,14 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Only the chosen subcommand's module is imported: the others may pull in PyFlink.
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = build_parser(load_subcommands=False)
     if chosen in SUBCOMMANDS:
-        parser = build_parser(load_subcommands=False)
         sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         module = importlib.import_module(SUBCOMMANDS[chosen][0])
         module.configure_parser(sub_action.choices[chosen])
-    else:
-        parser = build_parser(load_subcommands=False)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -67,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except UsageError as exc:
+    except UserError as exc:
+        # Every mistake a user can fix, from any layer: one line, no traceback.
         print(f"moments {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

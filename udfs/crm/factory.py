@@ -16,18 +16,19 @@ together are an error: which one wins would be a guess.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from schemas.errors import UserError
 from udfs.crm.base import ProfileLookup
+from udfs.secrets import SecretError, read_secret
 
 Backend = Literal["postgres", "http", "none"]
 
 
-class CrmConfigError(ValueError):
+class CrmConfigError(UserError, ValueError):
     """A CRM setting the user must fix. The message names the variable, never a secret's value."""
 
 
@@ -107,23 +108,6 @@ def _dsn_location(dsn: str) -> str:
     )
 
 
-def _secret(environ: Mapping[str, str], name: str) -> str | None:
-    """`name` from the environment, or the content of the file `name_FILE` names (trailing
-    newline stripped, as docker and Kubernetes secrets are mounted)."""
-    value, path = environ.get(name), environ.get(f"{name}_FILE")
-    if value is not None and path is not None:
-        raise CrmConfigError(f"{name} and {name}_FILE are both set; set one of them")
-    if path is None:
-        return value
-    try:
-        content = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise CrmConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-    if not content:
-        raise CrmConfigError(f"{name}_FILE: {path} is empty")
-    return content
-
-
 _FIELDS_BY_VARIABLE = {
     "CRM_TABLE": "table",
     "CRM_HTTP_URL": "http_url",
@@ -147,15 +131,18 @@ def from_env(environ: Mapping[str, str]) -> CrmSettings:
         for variable, field in _FIELDS_BY_VARIABLE.items()
         if environ.get(variable, "").strip()
     }
-    dsn = _secret(environ, "CRM_DSN")
-    token = _secret(environ, "CRM_HTTP_TOKEN")
-    if dsn:
+    try:
+        dsn = read_secret(environ, "CRM_DSN")
+        token = read_secret(environ, "CRM_HTTP_TOKEN")
+    except SecretError as exc:
+        raise CrmConfigError(str(exc)) from None
+    if dsn is not None:
         values["dsn"] = dsn
-    if token:
+    if token is not None:
         values["http_token"] = token
     backend = environ.get("CRM_BACKEND", "").strip().lower()
     if not backend:
-        backend = "postgres" if dsn else "http" if values.get("http_url") else "none"
+        backend = "postgres" if dsn is not None else "http" if values.get("http_url") else "none"
     values["backend"] = backend
     try:
         return CrmSettings.model_validate(values)

@@ -225,28 +225,10 @@ class Deliverer:
         failures = 0  # 5xx / transport errors, bounded by max_attempts
         rate_limited = 0
         while True:
-            if limiter is not None:
-                if not self._wait(limiter.reserve()):
-                    return _RequestResult(request, None, "", attempts)
-                # A 429 seen by another request while we waited pauses this one too.
-                while (paused := limiter.paused_for()) > 0:
-                    if not self._wait(paused):
-                        return _RequestResult(request, None, "", attempts)
-            elif self.stop.is_set():
+            if not self._ready(limiter):
                 return _RequestResult(request, None, "", attempts)
             attempts += 1
-            self.stats.add(requests=1, retries=1 if attempts > 1 else 0)
-            try:
-                response = self.transport.send(request)
-            except TransportError as exc:
-                self.stats.add(transport_errors=1)
-                self.stats.count_status(exc.kind)
-                outcome = Outcome(Verdict.RETRY, None, str(exc))
-                body = str(exc)
-            else:
-                self.stats.count_status(response.status)
-                outcome = adapter.classify(request, response)
-                body = response.text()
+            outcome, body = self._attempt(adapter, request, attempts)
             if outcome.verdict in (Verdict.DELIVERED, Verdict.FAILED):
                 if outcome.verdict is Verdict.FAILED:
                     log.warning(
@@ -287,6 +269,31 @@ class Deliverer:
                 return _RequestResult(request, _gave_up(outcome, failures), body, attempts)
             if not self._wait(self.policy.backoff_s(failures, self._rng)):
                 return _RequestResult(request, None, "", attempts)
+
+    def _ready(self, limiter: RateLimiter | None) -> bool:
+        """Wait for the endpoint's rate limit (and any pause a 429 set); False once stopped."""
+        if limiter is None:
+            return not self.stop.is_set()
+        if not self._wait(limiter.reserve()):
+            return False
+        # A 429 seen by another request while we waited pauses this one too.
+        while (paused := limiter.paused_for()) > 0:
+            if not self._wait(paused):
+                return False
+        return True
+
+    def _attempt(self, adapter: Adapter, request: HttpRequest, attempt: int) -> tuple[Outcome, str]:
+        """One send, counted, and the adapter's verdict on the response (a transport error is a
+        retry)."""
+        self.stats.add(requests=1, retries=1 if attempt > 1 else 0)
+        try:
+            response = self.transport.send(request)
+        except TransportError as exc:
+            self.stats.add(transport_errors=1)
+            self.stats.count_status(exc.kind)
+            return Outcome(Verdict.RETRY, None, str(exc)), str(exc)
+        self.stats.count_status(response.status)
+        return adapter.classify(request, response), response.text()
 
 
 def _gave_up(outcome: Outcome, tries: int) -> Outcome:

@@ -1,18 +1,17 @@
-"""Settings of the delivery job: one validated model, built from flags and environment."""
+"""What the deliverer needs to know (vendors, limits, retries) as one validated model, and the
+variable names and documented rate limits it is configured from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from schemas.errors import UserError
 from udfs.vendors import braze as braze_api
 from udfs.vendors import iterable as iterable_api
 from udfs.vendors.ratelimit import RateLimit
 
-# Documented per-endpoint limits (see PYFLINK_FACTS.md "Vendors"). Iterable's triggerWorkflow limit
-# is not in the docs we could find: 10 req/s is a conservative guess, override it if you know yours.
+# The vendors' documented per-endpoint limits. Iterable's triggerWorkflow limit is not in the docs
+# we could find: 10 req/s is a conservative guess, override it if you know yours.
 DEFAULT_RATE_LIMITS: dict[str, str] = {
     braze_api.USERS_TRACK: "3000/3s",
     braze_api.MESSAGING: "250000/1h",
@@ -30,7 +29,7 @@ ENV_ITERABLE_API_ENDPOINT = "ITERABLE_API_ENDPOINT"
 ENV_RATE_LIMITS = "DELIVER_RATE_LIMITS"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting the operator must fix (printed as one line by the CLI)."""
 
 
@@ -60,22 +59,6 @@ class DeliverySettings(BaseModel):
 
     def configured(self) -> list[str]:
         return [name for name in ("braze", "iterable") if getattr(self, name) is not None]
-
-
-def read_api_key(environ: Mapping[str, str], name: str, file_name: str) -> SecretStr | None:
-    """`NAME` or the first line of the file named by `NAME_FILE` (a mounted secret)."""
-    value, path = environ.get(name), environ.get(file_name)
-    if value and path:
-        raise SettingsError(f"set {name} or {file_name}, not both")
-    if path:
-        try:
-            text = Path(path).read_text().strip()
-        except OSError as exc:
-            raise SettingsError(f"{file_name}: cannot read {path}: {exc.strerror}") from exc
-        if not text:
-            raise SettingsError(f"{file_name}: {path} is empty")
-        return SecretStr(text)
-    return SecretStr(value.strip()) if value and value.strip() else None
 
 
 def vendor_settings(
