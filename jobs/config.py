@@ -15,15 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from jobs import settings
 from schemas.durations import parse_duration_ms
+from schemas.errors import UserError
 from schemas.rules import Rule, RuleFileError, load_rules
 from udfs.crm import CrmConfigError, CrmSettings, from_env
+from udfs.decode import DEFAULT_MAX_FUTURE_MS
 
 ENV_PROMETHEUS_PORT = "MOMENTS_PROMETHEUS_PORT"
 DEFAULT_IDLE_FIRE_AFTER_MS = 5_000
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting the user must fix; the message names the flag and the reason."""
+
+
+def parse_max_future(value: str, flag: str = "--max-future") -> int | None:
+    """`--max-future`: how far past wall-clock now an event's ts may lie (ms), or None for
+    `off` (synthetic data in the future); `0` allows nothing ahead of now."""
+    if str(value).strip().lower() == "off":
+        return None
+    return parse_duration_flag(value, flag, allow_zero=True)
 
 
 def parse_duration_flag(value: str, flag: str, allow_zero: bool = False) -> int:
@@ -66,6 +76,8 @@ class DetectConfig(BaseModel):
 
     # Event time.
     max_out_of_orderness_ms: int = Field(2_000, ge=0)
+    # Guard rail: ts beyond wall-clock now + this is dead-lettered; None: no bound (`off`).
+    max_future_ms: int | None = Field(DEFAULT_MAX_FUTURE_MS, ge=0)
     idle_fire_after_ms: int | None = Field(None, ge=1)
     source_idle_timeout_ms: int = Field(10_000, ge=1)
     state_ttl_ms: int = Field(7 * 86_400_000, ge=1)
@@ -159,6 +171,7 @@ class DetectConfig(BaseModel):
             max_out_of_orderness_ms=parse_duration_flag(
                 args.max_out_of_orderness, "--max-out-of-orderness", allow_zero=True
             ),
+            max_future_ms=parse_max_future(args.max_future),
             idle_fire_after_ms=idle_ms,
             source_idle_timeout_ms=parse_duration_flag(
                 args.source_idle_timeout, "--source-idle-timeout"

@@ -19,10 +19,7 @@ from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 from pyflink.table import StreamTableEnvironment
 
 from jobs.config import DetectConfig
-
-# The activity filter releases a held latest activity after idle_fire_after / this (see
-# activity_filter): its release must reach Python before Python's idle forcing may fire.
-ACTIVITY_FLUSH_DIVISOR = 8
+from udfs.decode import DEFAULT_MAX_FUTURE_MS
 
 _STARTUP_MODE = {
     "earliest": "earliest-offset",
@@ -47,14 +44,16 @@ def file_lines(env: StreamExecutionEnvironment, config: DetectConfig):
     )
 
 
-def rowtime_sql() -> str:
+def rowtime_sql(max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> str:
     """The event time of a record for watermarks (never NULL: a NULL rowtime fails the job): its
-    `ts` read by moments_event_time (udfs/jvm: integer epoch ms, or RFC 3339 with a zone), else
-    the Kafka record's timestamp (invalid records). Only the watermark comes from this: Python
-    decodes `ts` itself."""
-    from jobs.prefilter import EVENT_TIME_FUNCTION
+    `ts` read by moments_event_time (udfs/jvm: integer epoch ms, or RFC 3339 with a zone) when
+    the record is valid within the guard rails, else 0. An invalid or poisoned record thus never
+    moves its partition's watermark (no valid ts is below 0; the Kafka record timestamp it once
+    fell back to moved a backlog's watermark to wall-clock time). Only the watermark comes from
+    this: Python decodes `ts` itself."""
+    from jobs.prefilter import EVENT_TIME_FUNCTION, max_future_sql
 
-    return f"COALESCE(TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(`value`), 3), `timestamp`)"
+    return f"TO_TIMESTAMP_LTZ({EVENT_TIME_FUNCTION}(`value`, {max_future_sql(max_future_ms)}), 3)"
 
 
 def interval_sql(ms: int) -> str:
@@ -82,8 +81,7 @@ CREATE TEMPORARY TABLE {table} (
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
-  `timestamp` TIMESTAMP_LTZ(3) METADATA VIRTUAL,
-  `rt` AS {rowtime_sql()},
+  `rt` AS {rowtime_sql(config.max_future_ms)},
   WATERMARK FOR `rt` AS `rt` - {interval_sql(config.max_out_of_orderness_ms)}
 ) WITH (
   {with_clause}
@@ -150,7 +148,8 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config: DetectConfig):
     t_env.execute_sql(kafka_events_table_ddl(config))
     engine = Engine(config.rules)
     read_types = engine.event_types_read() if config.jvm_prefilter else None
-    stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(read_types)))
+    query = keyed_records_query(read_types, max_future_ms=config.max_future_ms)
+    stream = t_env.to_data_stream(t_env.sql_query(query))
     row_type = keyed_payload_type()
     # The Table API types the stream as ExternalTypeInfo; PyFlink's keyed operators need the
     # equivalent RowTypeInfo (same Row objects, another serializer). Set before any use.
@@ -184,7 +183,10 @@ def activity_filter(engine, config: DetectConfig, j_row_type):
     the Java type of the keyed records (keyed_payload_type), in and out."""
     from pyflink.java_gateway import get_gateway
 
-    if engine.filtered_types is None:
+    from udfs.activity_filter import filter_settings
+
+    settings = filter_settings(engine, config.idle_fire_after_ms)
+    if settings is None:
         return None
     gateway = get_gateway()
 
@@ -194,17 +196,13 @@ def activity_filter(engine, config: DetectConfig, j_row_type):
             array[i] = value
         return array
 
-    from jobs.operators import bucket_end_spread
-
-    starts = engine.silence_start_types()
-    idle = config.idle_fire_after_ms
+    starts = settings.start_types
     return gateway.jvm.dev.micromoments.flink.CollapseActivity(
-        engine.activity_bucket_ms,
-        string_array(engine.filtered_types),
+        settings.bucket_ms,
+        string_array(settings.filtered_types),
         None if starts is None else string_array(starts),
-        # Well inside Python's idle forcing (which waits idle_fire_after after the last input).
-        max(idle // ACTIVITY_FLUSH_DIVISOR, 1) if idle else 0,
+        settings.flush_after_ms,
         config.state_ttl_ms,
-        bucket_end_spread(engine),
+        settings.bucket_end_spread_ms,
         j_row_type,
     )

@@ -160,6 +160,28 @@ def generate(
     return lines, valid
 
 
+def poisoned_records(now_ms: int) -> list[tuple[str, str]]:
+    """Records outside the guard rails (DESIGN.md "Event contract"), each with the part of the
+    reason the decoder gives: ts in the year 9999, past now + 1h or negative, ids of 0 or 513
+    bytes (multi-byte UTF-8 too), a record over 1 MiB. Each is an add_to_cart of a user of its
+    own, so accepted it would arm a deadline; the year 9999 would also stall the watermark."""
+
+    def poisoned(n: int, **fields) -> str:
+        record = event(f"poison-{n}", f"poison-user-{n}", "add_to_cart", T0) | fields
+        return json.dumps(record, ensure_ascii=False)
+
+    return [
+        (poisoned(1, ts=253_402_300_799_999), "is more than 1h ahead of now"),
+        (poisoned(2, ts="9999-12-31T23:59:59.999Z"), "is more than 1h ahead of now"),
+        (poisoned(3, ts=now_ms + 2 * 3_600_000), "is more than 1h ahead of now"),
+        (poisoned(4, ts=-1), "ts must be >= 0"),
+        (poisoned(5, event_id="e" * 513), "event_id: 513 bytes of UTF-8"),
+        (poisoned(6, user_id=""), "user_id: String should have at least 1 character"),
+        (poisoned(7, user_id="\u2603" * 170 + "abc"), "user_id: 513 bytes of UTF-8"),
+        (poisoned(8, properties={"pad": "p" * (1 << 20)}), "over the 1 MiB limit"),
+    ]
+
+
 def _is_valid(line: str) -> bool:
     from udfs.decode import InvalidEvent, decode_event
 

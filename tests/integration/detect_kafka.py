@@ -22,13 +22,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def create_topics(admin, prefix: str, partitions: dict[str, int]) -> dict[str, str]:
+def create_topics(
+    admin, prefix: str, partitions: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Topics of their own for one test run, `{role: name}`; `configs`: topic configs by role."""
     from kafka.admin import NewTopic
 
     run = uuid.uuid4().hex[:8]
     names = {role: f"test.{prefix}.{run}.{role}" for role in partitions}
+    configs = configs or {}
     admin.create_topics(
-        [NewTopic(names[role], count, 1) for role, count in partitions.items()], timeout_ms=30000
+        [
+            NewTopic(names[role], count, 1, topic_configs=configs.get(role, {}))
+            for role, count in partitions.items()
+        ],
+        timeout_ms=30000,
     )
     return names
 
@@ -44,11 +52,14 @@ def kafka_args(bootstrap: str, topics: dict[str, str], rules, group: str = "dete
     ]  # fmt: skip
 
 
-def produce(bootstrap: str, topic: str, lines: list[str]) -> None:
-    """Each line as one record, keyed by user_id when it has one (per-user order is kept)."""
+def produce(bootstrap: str, topic: str, lines: list[str], **producer_config) -> None:
+    """Each line as one record, keyed by user_id when it has one (per-user order is kept);
+    `producer_config`: more KafkaProducer settings (e.g. max_request_size)."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_config
+    )
     for line in lines:
         try:
             key = json.loads(line).get("user_id")
@@ -146,6 +157,17 @@ class RunningJob:
                 for m in self._get(f"{base}?get={query}&agg=sum"):
                     totals[m["id"]] = m["sum"]
         return totals
+
+    def metric_min(self, name: str) -> float | None:
+        """The lowest value of metric `name` over the subtasks that report it (e.g.
+        `detect.currentInputWatermark`: the watermark every detect subtask has reached)."""
+        job = self.job_id()
+        values = []
+        for vertex in self._get(f"/jobs/{job}")["vertices"]:
+            base = f"/jobs/{job}/vertices/{vertex['id']}/subtasks/metrics"
+            if any(m["id"] == name for m in self._get(base)):
+                values += [m["min"] for m in self._get(f"{base}?get={name}&agg=min")]
+        return min(values) if values else None
 
     def checkpoints_completed(self) -> int:
         job = self.job_id()

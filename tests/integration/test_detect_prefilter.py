@@ -5,6 +5,7 @@ rule reads. It may pass too much to Python, never drop or misread what Python mu
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -60,6 +61,45 @@ DECODE_CASES = CASES + [
     '{"event_id": "e", "user_id": "u", "event_type": "x", "ts": 5, '
     '"properties": {"z": -0.0, "k": [1, {"a": "}"}], "t": 1.50}}',
 ]
+
+
+def _sized(size: int) -> str:
+    """A valid record of exactly `size` bytes (padding in a property)."""
+    shell = len(json.dumps(BASE | {"properties": {"pad": ""}}))
+    return json.dumps(BASE | {"properties": {"pad": "p" * (size - shell)}})
+
+
+# Guard rails (udfs/decode.py): the JVM must vouch for a record inside them exactly as the
+# decoder reads it, and never for one outside (Python then dead-letters it with the reason).
+NOW_MS = time.time_ns() // 1_000_000
+HOUR_MS = 3_600_000
+GUARD_RAIL_VALID = [
+    json.dumps(BASE | {"ts": 0}),
+    json.dumps(BASE | {"ts": NOW_MS + HOUR_MS // 2}),
+    json.dumps(BASE | {"event_id": "x" * 512, "user_id": "y" * 512, "event_type": "z" * 512}),
+    json.dumps(BASE | {"user_id": "\u2603" * 170 + "ab"}, ensure_ascii=False),  # 512 bytes
+    json.dumps(BASE | {"event_id": "\U0001f600" * 128}, ensure_ascii=False),  # 512 bytes
+    json.dumps(BASE | {"event_type": "\u00e9" * 256}, ensure_ascii=False),  # 512 bytes
+    _sized(1 << 20),
+]
+GUARD_RAIL_INVALID = [
+    json.dumps(BASE | {"ts": 253_402_300_799_999}),  # the year 9999
+    json.dumps(BASE | {"ts": 253_402_300_800_000}),
+    json.dumps(BASE | {"ts": "9999-12-31T23:59:59.999Z"}),
+    json.dumps(BASE | {"ts": NOW_MS + 2 * HOUR_MS}),
+    json.dumps(BASE | {"ts": -1}),
+    json.dumps(BASE | {"event_id": "x" * 513}),
+    json.dumps(BASE | {"user_id": "y" * 513}),
+    json.dumps(BASE | {"event_type": "z" * 513}),
+    json.dumps(BASE | {"event_id": ""}),
+    json.dumps(BASE | {"event_type": ""}),
+    json.dumps(BASE | {"user_id": "\u2603" * 170 + "abc"}, ensure_ascii=False),  # 513 bytes
+    json.dumps(BASE | {"event_id": "\U0001f600" * 129}, ensure_ascii=False),  # 516 bytes
+    json.dumps(BASE | {"event_type": "\u00e9" * 257}, ensure_ascii=False),  # 514 bytes
+    json.dumps(BASE | {"user_id": "\u2603" * 171}),  # escaped: 513 bytes once decoded
+    _sized((1 << 20) + 1),
+]
+DECODE_CASES += GUARD_RAIL_VALID + GUARD_RAIL_INVALID
 
 
 def _payloads(read_types):
@@ -127,6 +167,21 @@ def test_decoding_in_the_jvm_equals_the_decoder_for_every_record_it_vouches_for(
             vouched += 1
             assert DetectMoments._decode(payload) == EngineEvent.from_event(event), record
     assert vouched >= 10
+
+
+def test_guard_rails_in_the_jvm_equal_the_decoder(every_record):
+    """Inside the guard rails, at their limits (multi-byte UTF-8 at 512 bytes, exactly 1 MiB),
+    the JVM vouches for the record; outside, it does not and the decoder names the breach."""
+    start = DECODE_CASES.index(GUARD_RAIL_VALID[0])
+    for offset in range(start, len(DECODE_CASES)):
+        record = DECODE_CASES[offset]
+        payload = every_record[offset][1]
+        if record in GUARD_RAIL_VALID:
+            assert payload[5], f"not vouched for: {record[:120]}"
+        else:
+            assert not payload[5], f"vouched for a poisoned record: {record[:120]}"
+            with pytest.raises(InvalidEvent):
+                decode_event(record)
 
 
 @pytest.mark.parametrize("index", range(len(DECODE_CASES)))

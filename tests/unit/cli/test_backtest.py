@@ -216,3 +216,11 @@ def test_generated_stream_replays_without_late_events(tmp_path, capsys):
     late_line = next(line for line in summary.splitlines() if line.strip().startswith("late"))
     assert late_line.split()[-1] == "0"
     assert len(_read(tmp_path / "a.jsonl")) > 0
+
+
+def test_max_future_is_checked_at_start_up(files, capsys):
+    tmp, rules, events = files
+    argv = ["backtest", "--rules", str(rules), "--events", str(events)]
+    assert main([*argv, "--out", str(tmp / "a.jsonl"), "--max-future", "later"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-future: bad duration 'later'" in err and err.count("\n") == 1

@@ -144,3 +144,21 @@ def test_prefilter_query_names_the_types_rules_read():
     query = keyed_records_query(frozenset({"view", "add"}))
     assert "NOT IN ('add', 'view')" in query
     assert "WHERE" not in keyed_records_query(None)  # a silence rule reads every event
+
+
+def test_max_future_defaults_to_an_hour_and_reaches_the_jvm_functions(files, listening_port):
+    rules, events, tmp = files
+    file_args = ("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
+    assert config(*file_args).max_future_ms == 3_600_000
+    assert config(*file_args, "--max-future", "10m").max_future_ms == 600_000
+    assert config(*file_args, "--max-future", "0").max_future_ms == 0
+    assert config(*file_args, "--max-future", "off").max_future_ms is None
+    with pytest.raises(ConfigError, match="--max-future: bad duration 'soon'"):
+        config(*file_args, "--max-future", "soon")
+    kafka = config(
+        "--rules", str(rules), "--bootstrap-servers", f"127.0.0.1:{listening_port}",
+        "--max-future", "off",
+    )  # fmt: skip
+    assert "moments_event_time(`value`, CAST(-1 AS BIGINT))" in kafka_events_table_ddl(kafka)
+    query = keyed_records_query(None, max_future_ms=600_000)
+    assert "moments_decode(`value`, CAST(600000 AS BIGINT))" in query

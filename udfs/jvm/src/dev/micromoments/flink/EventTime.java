@@ -4,64 +4,43 @@ import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonFactory;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonParser;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.core.JsonToken;
 import org.apache.flink.table.functions.FunctionContext;
 import org.apache.flink.table.functions.ScalarFunction;
 
 /**
- * {@code moments_event_time(value BYTES)}: a record's {@code ts} as epoch milliseconds, for the
- * events table's rowtime (watermarks only: the Python operator reads ts on its own). An integer, or
- * an RFC 3339 date-time with a zone ({@code Z} or an offset; digits below the millisecond are
- * truncated toward the past, as the Python decoder does). NULL when there is none: the table falls
- * back to the Kafka record's timestamp.
+ * {@code moments_event_time(value BYTES, max_future_ms BIGINT)}: a record's event time in epoch
+ * milliseconds, for the events table's rowtime (watermarks only: the Python operator reads ts on
+ * its own). It is the record's {@code ts} (an integer, or an RFC 3339 date-time with a zone whose
+ * digits below the millisecond are truncated toward the past, as the Python decoder does) when the
+ * record is valid by the contract and its guard rails as far as {@link EventReader} can tell;
+ * any other record (invalid, poisoned, or one only Python can judge) gets 0, the epoch: no valid
+ * ts is below it, so it is never a partition's maximum and never moves its watermark.
  *
- * <p>Reads only up to {@code ts} with a streaming parser, instead of JSON_VALUE's whole-document
- * parse (twice per record, once for the watermark generator).
+ * <p>Never NULL (a NULL rowtime fails the job), and always a SQL timestamp (year 0 to 9999).
  */
 public class EventTime extends ScalarFunction {
 
-    private static final long MAX_MS = 253_402_300_799_999L; // 9999-12-31T23:59:59.999Z
-
     private transient JsonFactory factory;
+    private transient EventReader reader;
 
     @Override
     public void open(FunctionContext context) {
         factory = new JsonFactory();
+        reader = new EventReader();
     }
 
-    public Long eval(byte[] value) {
-        if (value == null) {
-            return null;
-        }
+    @Override
+    public boolean isDeterministic() {
+        return false; // wall-clock now decides the future bound
+    }
+
+    public long eval(byte[] value, Long maxFutureMs) {
         if (factory == null) {
-            factory = new JsonFactory();
+            open(null);
         }
-        try (JsonParser parser = factory.createParser(value)) {
-            if (parser.nextToken() != JsonToken.START_OBJECT) {
-                return null;
-            }
-            while (parser.nextToken() == JsonToken.FIELD_NAME) {
-                String name = parser.currentName();
-                JsonToken token = parser.nextToken();
-                if (!"ts".equals(name)) {
-                    parser.skipChildren();
-                    continue;
-                }
-                Long ms = null;
-                if (token == JsonToken.VALUE_NUMBER_INT
-                        && parser.getNumberType() != JsonParser.NumberType.BIG_INTEGER) {
-                    ms = parser.getLongValue();
-                } else if (token == JsonToken.VALUE_STRING) {
-                    ms = parseDateTime(parser.getText());
-                }
-                // A SQL timestamp ends with the year 9999: past it, the Kafka timestamp.
-                return ms != null && Math.abs(ms) <= MAX_MS ? ms : null;
-            }
-        } catch (Exception e) {
-            return null;
-        }
-        return null;
+        EventReader r = reader;
+        r.read(factory, value, maxFutureMs, System.currentTimeMillis());
+        return r.valid ? r.ts : 0L;
     }
 
     static Long parseDateTime(String text) {
