@@ -2,7 +2,7 @@
 
 Hosts (the Flink operator, the backtest, the tests) call three entry points:
 
-* `accept(state, event, watermark)`: an event arrived. Late (ts < watermark) -> False, else it is
+* `accept(state, event)`: an on-time event arrived (lateness is the host's: udfs/host.py). It is
   buffered, since a user's events are matched in `(ts, event_id)` order, not arrival order.
 * `advance(state, watermark)`: event time advanced to `watermark`. Every buffered event with
   ts < watermark is matched in order, each deadline at or before an event's ts firing first, then
@@ -38,12 +38,10 @@ UNCHANGED, CHANGED, NEW_BUCKET = 0, 1, 2  # Engine.add_activity
 class UserState:
     """Everything the engine keeps for one user; empty (and droppable) when nothing is pending.
 
-    `timer`, `ptimer` and `forced` belong to the host (the Flink operator keeps its earliest
-    registered event-time and processing-time timers and its idle-forced event time here, so one
-    state read serves all); `forced` keeps the state from being empty.
+    A host keeps its own bookkeeping beside it (udfs/host.py:HostState).
     """
 
-    __slots__ = ("pending", "rules", "activity", "timer", "ptimer", "forced")
+    __slots__ = ("pending", "rules", "activity")
 
     def __init__(self) -> None:
         # Buffered events some rule's filters can match, kept sorted by (ts, event_id).
@@ -51,24 +49,19 @@ class UserState:
         self.rules: dict[str, RuleState] = {}
         # Activity bucket -> [earliest, latest] not yet matched (earliest None once matched).
         self.activity: dict[int, list] = {}
-        self.timer: int | None = None
-        self.ptimer: int | None = None
-        self.forced: int | None = None
 
     def __getstate__(self) -> tuple:
-        return (self.pending, self.rules, self.activity, self.timer, self.ptimer, self.forced)
+        return (self.pending, self.rules, self.activity)
 
     def __setstate__(self, state: tuple) -> None:
-        (self.pending, self.rules, self.activity, self.timer, self.ptimer, self.forced) = state
+        (self.pending, self.rules, self.activity) = state
 
     def is_empty(self) -> bool:
-        return not (self.pending or self.rules or self.activity) and self.forced is None
+        return not (self.pending or self.rules or self.activity)
 
     def __repr__(self) -> str:
         return (
-            f"UserState(pending={self.pending!r}, rules={self.rules!r}, "
-            f"activity={self.activity!r}, timer={self.timer!r}, ptimer={self.ptimer!r}, "
-            f"forced={self.forced!r})"
+            f"UserState(pending={self.pending!r}, rules={self.rules!r}, activity={self.activity!r})"
         )
 
 
@@ -81,7 +74,7 @@ class Engine:
         self.patterns: list[PatternRule] = [compile_pattern(rule) for rule in self.rules]
         self.by_id = {rule.id: rule for rule in self.rules}
         self._deadline_patterns = [p for p in self.patterns if p.has_deadline]
-        self._known = {p.rule_id for p in self.patterns}
+        self._known = {p.state_key for p in self.patterns}
         # Activity (see the module doc): only with a silence rule, and only when every rule's
         # filters name their event types.
         gaps = [p.gap_ms for p in self.patterns if p.reads_every_event]
@@ -101,16 +94,9 @@ class Engine:
         """True for an event only a silence rule's "every event" clause reads."""
         return self.filtered_types is not None and event_type not in self.filtered_types
 
-    def accept(self, state: UserState, event: EngineEvent, watermark: float) -> bool:
-        """Buffer an on-time event (False, nothing kept, if late). Hosts that care whether the
-        state changed (to skip a write) use `accept_changed`."""
-        return self.accept_changed(state, event, watermark) is not None
-
-    def accept_changed(self, state: UserState, event: EngineEvent, watermark: float) -> bool | None:
-        """None: late. Otherwise whether the state changed (an activity event between the
-        earliest and the latest of its bucket changes nothing)."""
-        if event.ts < watermark:
-            return None
+    def accept(self, state: UserState, event: EngineEvent) -> bool:
+        """Keep an on-time event; whether the state changed (an activity event between the
+        earliest and the latest of its bucket changes nothing), so a host can skip a write."""
         if self.filtered_types is None or event.event_type in self.filtered_types:
             insort(state.pending, event, key=_order)
             return True
@@ -141,9 +127,10 @@ class Engine:
         fires: list[Fire] = []
         rules = state.rules
         if not rules.keys() <= self._known:
-            # State restored from a savepoint of an older rule set: drop rules that are gone.
-            for rule_id in [r for r in rules if r not in self._known]:
-                del rules[rule_id]
+            # State restored from a savepoint of an older rule set: drop the state of rules that
+            # are gone or whose definition changed (keyed by id and fingerprint: state_key).
+            for key in [k for k in rules if k not in self._known]:
+                del rules[key]
         pending = state.pending
         ready_events: list[EngineEvent] = []
         if pending:
@@ -166,11 +153,11 @@ class Engine:
                     fires.append(fire)
         self._fire_deadlines(rules, watermark, fires)
         for pattern in self.patterns:
-            rule_state = rules.get(pattern.rule_id)
+            rule_state = rules.get(pattern.state_key)
             if rule_state is not None:
                 pattern.prune(rule_state, watermark)
                 if rule_state.is_empty():
-                    del rules[pattern.rule_id]
+                    del rules[pattern.state_key]
         return fires
 
     @staticmethod
@@ -191,7 +178,7 @@ class Engine:
     def _fire_deadlines(self, rules: dict[str, RuleState], limit: float, fires: list[Fire]) -> None:
         due = []
         for index, pattern in enumerate(self._deadline_patterns):
-            rule_state = rules.get(pattern.rule_id)
+            rule_state = rules.get(pattern.state_key)
             if rule_state is not None and rule_state.deadline is not None:
                 if rule_state.deadline <= limit:
                     due.append((rule_state.deadline, index, pattern))
@@ -225,7 +212,7 @@ class Engine:
             # An event at ts is matched once the watermark passes it (W > ts).
             times.append(state.pending[0].ts + 1)
         for pattern in self.patterns:
-            rule_state = state.rules.get(pattern.rule_id)
+            rule_state = state.rules.get(pattern.state_key)
             if rule_state is not None:
                 t = pattern.wakeup(rule_state)
                 if t is not None:

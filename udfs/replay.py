@@ -1,21 +1,21 @@
 """Replaying events in arrival order through the engine, as the backtest (and tests) do.
 
-The watermark is `max_ts_seen - bound`, advanced after every event; an event with ts below the
-watermark when it arrives is late. `finish()` moves event time to +infinity, as Flink's final
-watermark does, so armed deadlines fire at their own trigger_ts.
+The host policy is udfs/host.py's, over timers in memory whose watermark is `max_ts_seen - bound`,
+moved after every event; `finish()` moves event time to +infinity, as Flink's final watermark
+does, so armed deadlines fire at their own trigger_ts.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.action import Action
 from schemas.event import Event
 from udfs.actions import build_action
-from udfs.engine import END_OF_TIME, Engine, UserState
-from udfs.model import EngineEvent
+from udfs.engine import END_OF_TIME, Engine
+from udfs.host import Host, HostState, MemoryState, MemoryTimerService, ReplayWatermark
+from udfs.model import EngineEvent, Fire
 
 
 @dataclass
@@ -37,41 +37,53 @@ class Replay:
         activity_delay: Callable[[str], int] | None = None,
     ):
         """`activity_delay`: None (the reference) wakes a user at ts + 1 for every event; given,
-        an activity event (Engine.is_activity) wakes the user only at its bucket's end plus
-        `activity_delay(user_id)`, as the Flink operator does (jobs/operators.py, tests)."""
+        activity (Engine.is_activity) is kept apart and wakes the user only at its bucket's end
+        plus `activity_delay(user_id)`, as the Flink operator does (udfs/host.py)."""
         self.engine = engine
-        self.activity_delay = activity_delay
-        self.bound_ms = max_out_of_orderness_ms
         self.on_action = on_action or (lambda action: None)
         self.on_late = on_late or (lambda event: None)
-        self.watermark: float = -END_OF_TIME
-        self.max_ts: int | None = None
-        self.states: dict[str, UserState] = {}
-        self._timers: list[tuple[float, str]] = []
-        self._timer_of: dict[str, float] = {}
+        self.timers = MemoryTimerService(watermark=-END_OF_TIME, replace=activity_delay is None)
+        self._states = MemoryState(self.timers)
+        self.activity = MemoryState(self.timers)
+        self.host = Host(
+            engine,
+            self._states,
+            self.activity,
+            activity_delay=activity_delay,
+            clock=self.timers.current_processing_time,
+        )
+        self._watermark = ReplayWatermark(max_out_of_orderness_ms)
         self.counts = ReplayCounts(actions_per_rule={r.id: 0 for r in engine.rules})
+
+    @property
+    def watermark(self) -> float:
+        return self.timers.watermark
+
+    @property
+    def max_ts(self) -> int | None:
+        return self._watermark.max_ts
+
+    @property
+    def states(self) -> dict[str, HostState]:
+        """Each user's state, as the Flink operator stores it (activity apart: `activity`)."""
+        return self._states.values
+
+    @states.setter
+    def states(self, states: dict[str, HostState]) -> None:
+        self._states.values = states
 
     def push(self, event: Event) -> None:
         """One valid event, in arrival order."""
         counts = self.counts
         counts.read += 1
-        if event.ts < self.watermark:
+        self.timers.key = event.user_id
+        if self.host.on_event(self.timers, event.user_id, EngineEvent.from_event(event)):
+            counts.processed += 1
+        else:
             counts.late += 1
             self.on_late(event)
-        else:
-            counts.processed += 1
-            user = event.user_id
-            state = self.states.get(user)
-            if state is None:
-                state = self.states[user] = UserState()
-            self.engine.accept(state, EngineEvent.from_event(event), self.watermark)
-            if self.activity_delay is not None and self.engine.is_activity(event.event_type):
-                self._schedule(user, self.engine.bucket_end(event.ts) + self.activity_delay(user))
-            else:
-                self._schedule(user, event.ts + 1)
-        if self.max_ts is None or event.ts > self.max_ts:
-            self.max_ts = event.ts
-            self.advance_to(self.max_ts - self.bound_ms)
+        if self._watermark.observe(event.ts):
+            self.advance_to(self._watermark.value)
 
     def count_invalid(self) -> None:
         self.counts.read += 1
@@ -81,35 +93,18 @@ class Replay:
         self.advance_to(END_OF_TIME)
 
     def advance_to(self, watermark: float) -> None:
-        if watermark <= self.watermark:
+        if watermark <= self.timers.watermark:
             return
-        self.watermark = watermark
-        timers, timer_of, engine = self._timers, self._timer_of, self.engine
-        while timers and timers[0][0] <= watermark:
-            when, user = heapq.heappop(timers)
-            if timer_of.get(user) != when:
-                continue  # superseded by an earlier timer for the same user
-            del timer_of[user]
-            state = self.states[user]
-            for fire in engine.advance(state, watermark):
-                self._emit(user, fire)
-            if state.is_empty():
-                del self.states[user]
-            else:
-                delay = self.activity_delay(user) if self.activity_delay is not None else 0
-                next_time = engine.wakeup(state, delay)
-                if next_time is not None:
-                    self._schedule(user, next_time)
+        timers, host = self.timers, self.host
+        for timestamp in timers.advance_watermark(watermark):
+            fires, _detected_at = host.on_timer(timers, timestamp)
+            for fire in fires:
+                self._emit(timers.key, fire)
 
-    def _schedule(self, user: str, when: float) -> None:
-        current = self._timer_of.get(user)
-        if current is None or when < current:
-            self._timer_of[user] = when
-            heapq.heappush(self._timers, (when, user))
-
-    def _emit(self, user: str, fire) -> None:
+    def _emit(self, user: str, fire: Fire) -> None:
         rule = self.engine.by_id[fire.rule_id]
-        now = self.watermark if self.max_ts is None else min(self.watermark, self.max_ts)
+        max_ts = self.max_ts
+        now = self.watermark if max_ts is None else min(self.watermark, max_ts)
         detected_at = int(max(fire.trigger_ts, now))
         self.counts.actions_per_rule[fire.rule_id] += 1
         self.on_action(build_action(rule, user, fire, detected_at))

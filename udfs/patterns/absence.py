@@ -29,15 +29,15 @@ class AbsencePattern(PatternRule):
 
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
         if self.is_missing(event):
-            state = rules.get(self.rule_id)
+            state = rules.get(self.state_key)
             if state is not None and state.deadline is not None:
                 state.deadline = state.start_id = state.start_properties = None
                 self._store(rules, state)
             return None
         if self.is_start(event):
-            state = rules.get(self.rule_id) or RuleState()
+            state = rules.get(self.state_key) or RuleState()
             state.deadline = event.ts + self.within_ms
             state.start_id = event.event_id
             state.start_properties = event.properties
-            rules[self.rule_id] = state
+            rules[self.state_key] = state
         return None

@@ -6,6 +6,7 @@ time is before a deadline it still holds (the engine fires deadlines first).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from schemas.rules import Rule
@@ -53,6 +54,14 @@ class RuleState:
         )
 
 
+def state_key(rule: Rule) -> str:
+    """The key of a rule's state in `UserState.rules`: its id and a fingerprint of what its
+    state depends on (pattern and cooldown; not the action, applied when it fires). State saved
+    under an edited definition is not found, so an edited rule starts clean after a restore."""
+    definition = rule.model_dump_json(include={"pattern", "cooldown"}, exclude_none=True)
+    return f"{rule.id}#{hashlib.sha256(definition.encode()).hexdigest()[:8]}"
+
+
 class PatternRule:
     """A compiled rule: subclasses implement `on_event`; deadline patterns use `fire_deadline`."""
 
@@ -63,6 +72,7 @@ class PatternRule:
     def __init__(self, rule: Rule):
         self.rule = rule
         self.rule_id = rule.id
+        self.state_key = state_key(rule)
         self.cooldown_ms = rule.cooldown
         self.window_ms = 0
 
@@ -80,7 +90,7 @@ class PatternRule:
 
     def fire_deadline(self, rules: dict[str, RuleState]) -> Fire | None:
         """Fire the armed deadline (event time has reached it) and disarm."""
-        state = rules[self.rule_id]
+        state = rules[self.state_key]
         fire = self._emit(
             state,
             Fire(self.rule_id, state.deadline, (state.start_id,), state.start_properties or {}),
@@ -125,6 +135,6 @@ class PatternRule:
 
     def _store(self, rules: dict[str, RuleState], state: RuleState) -> None:
         if state.is_empty():
-            rules.pop(self.rule_id, None)
+            rules.pop(self.state_key, None)
         else:
-            rules[self.rule_id] = state
+            rules[self.state_key] = state

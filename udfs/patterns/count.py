@@ -21,7 +21,7 @@ class CountPattern(PatternRule):
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
         if not self.matches(event):
             return None
-        state = rules.get(self.rule_id) or RuleState()
+        state = rules.get(self.state_key) or RuleState()
         items = state.items
         # Unconsumed matches too old to share a window with this event can never count again.
         horizon = event.ts - self.window_ms

@@ -38,7 +38,7 @@ class SequencePattern(PatternRule):
                 mask |= 1 << index
         if not mask:
             return None
-        state = rules.get(self.rule_id)
+        state = rules.get(self.state_key)
         if state is None:
             if not mask & self.keep_mask and self.last_step > 0:
                 return None  # a last step with nothing before it to complete

@@ -33,7 +33,7 @@ class SilencePattern(PatternRule):
         return event_types_of(self.rule.pattern.start)
 
     def on_event(self, rules: dict[str, RuleState], event: EngineEvent) -> Fire | None:
-        state = rules.get(self.rule_id)
+        state = rules.get(self.state_key)
         if self.is_unless is not None and self.is_unless(event):
             if state is not None and state.deadline is not None:
                 state.deadline = state.start_id = state.start_properties = None
@@ -41,7 +41,7 @@ class SilencePattern(PatternRule):
             return None
         if self.is_start(event):
             if state is None:
-                state = rules[self.rule_id] = RuleState()
+                state = rules[self.state_key] = RuleState()
             state.start_id = event.event_id
             state.start_properties = event.properties
             state.deadline = event.ts + self.gap_ms

@@ -1,8 +1,8 @@
-"""When may DetectMoments force event time forward? Only when the input is really idle."""
+"""When may the host force event time forward? Only when the input is really idle."""
 
 from __future__ import annotations
 
-from jobs.operators import idle_force_due
+from udfs.host import idle_force_due
 
 IDLE = 5_000
 WAKEUP = 1_000_000  # event time of the pending deadline (ms)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from jobs.operators import BUCKET_END_SPREAD_MS, bucket_end_delay, bucket_end_spread
 from tests.unit.engine.conftest import make_rules
 from udfs.engine import Engine
+from udfs.host import spread_bucket_ends
+from udfs.timing import BUCKET_END_SPREAD_MS
+from udfs.timing import bucket_end_spread as spread_of_buckets
+
+
+def bucket_end_spread(engine: Engine) -> int:
+    return spread_of_buckets(engine.activity_bucket_ms)
+
+
+def bucket_end_delay(user_id: str, engine: Engine) -> int:
+    """The delay the Flink operator's host gives this user's bucket ends."""
+    return spread_bucket_ends(engine)(user_id)
 
 
 def _engine(gap: str) -> Engine:

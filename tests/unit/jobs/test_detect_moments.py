@@ -1,0 +1,122 @@
+"""DetectMoments, the Flink operator itself, without a JVM: its runtime context and timer context
+are udfs/host.py's memory ones, so what it yields and counts is checked in milliseconds."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs.operators import KIND_ACTION, KIND_LATE, LATE_TAG, DetectMoments
+from schemas.event import Event
+from tests.unit.engine.oracle import oracle_fires
+from tests.unit.engine.test_ordering import ALL_RULES
+from udfs.host import Counter, MemoryState, MemoryTimerService
+from udfs.model import EngineEvent
+
+MAX_WATERMARK = 2**63 - 1
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, Counter] = {}
+        self.groups: dict[tuple[str, str], Metrics] = {}
+
+    def counter(self, name: str) -> Counter:
+        return self.counters.setdefault(name, Counter())
+
+    def add_group(self, key: str, value: str) -> Metrics:
+        return self.groups.setdefault((key, value), Metrics())
+
+
+class RuntimeContext:
+    def __init__(self, service: MemoryTimerService):
+        self.service = service
+        self.states: dict[str, MemoryState] = {}
+        self.metrics = Metrics()
+
+    def get_state(self, descriptor) -> MemoryState:
+        return self.states.setdefault(descriptor.name, MemoryState(self.service, pickled=True))
+
+    def get_metrics_group(self) -> Metrics:
+        return self.metrics
+
+
+class Operator:
+    """A DetectMoments opened on memory state; elements and watermarks in, its output out."""
+
+    def __init__(self, rules, **options):
+        self.service = MemoryTimerService()
+        self.runtime = RuntimeContext(self.service)
+        self.function = DetectMoments(rules, state_ttl_ms=86_400_000, **options)
+        self.function.open(self.runtime)
+        self.out: list = []
+
+    def element(self, event_id: str, ts: int, event_type: str, user: str = "u1") -> None:
+        self.service.key = user
+        raw = json.dumps({"event_id": event_id, "ts": ts})
+        event = EngineEvent(ts, event_id, event_type, None, {})
+        self.out += self.function.process_element((user, event, raw), self.service)
+
+    def watermark(self, watermark: int) -> None:
+        for timestamp in self.service.advance_watermark(watermark):
+            self.out += self.function.on_timer(timestamp, self.service)
+
+    def actions(self) -> list[dict]:
+        return [json.loads(row[2]) for row in self.out if row[0] == KIND_ACTION]
+
+    def count(self, name: str) -> int:
+        return self.runtime.metrics.counters[name].count
+
+
+def test_actions_late_rows_and_metrics():
+    operator = Operator(ALL_RULES, event_time_detected_at=True)
+    operator.element("s", 10, "a")
+    operator.watermark(20)
+    operator.element("late", 19, "a", user="u2")
+    operator.watermark(100)
+    tag, row = operator.out[0]
+    assert (tag, tuple(row)) == (LATE_TAG, (KIND_LATE, "u2", '{"event_id": "late", "ts": 19}'))
+    [action] = operator.actions()
+    assert (action["rule_id"], action["user_id"], action["trigger_ts"]) == ("abs", "u1", 50)
+    assert action["detected_at"] == 50  # the event time of the timer, in file replays
+    assert (operator.count("processed"), operator.count("late")) == (1, 1)
+    assert operator.runtime.metrics.groups[("rule", "abs")].counters["actions"].count == 1
+    assert set(operator.runtime.states) == {"engine", "activity"}
+    assert all(not state.values for state in operator.runtime.states.values())
+
+
+streams = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2"]),
+        st.integers(min_value=0, max_value=200),
+        st.sampled_from(["a", "b", "c", "d", "d"]),
+        st.booleans(),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=streams)
+def test_the_operator_in_order_gives_the_oracles_fires(raw):
+    events = [
+        Event(event_id=f"e{i:03d}", user_id=u, event_type=t, ts=ts)
+        for i, (u, ts, t, _) in enumerate(raw)
+    ]
+    operator = Operator(ALL_RULES)
+    for event, (*_, watermark_after) in sorted(zip(events, raw, strict=True), key=_by_ts):
+        operator.element(event.event_id, event.ts, event.event_type, event.user_id)
+        if watermark_after:
+            operator.watermark(event.ts)
+    operator.watermark(MAX_WATERMARK)
+    got = sorted(
+        (a["rule_id"], a["user_id"], a["trigger_ts"], tuple(a["event_ids"]))
+        for a in operator.actions()
+    )
+    assert got == oracle_fires(ALL_RULES, events)
+
+
+def _by_ts(pair):
+    return pair[0].ts, pair[0].event_id
