@@ -6,24 +6,25 @@
     file:  lines -> decode (bad -> DLQ) -> key_by(user_id) -> rule engine -> actions file
 
 `build_pipeline` is the whole topology for both modes; `run` picks the source and sink. The same
-module runs on a cluster as `flink run -pym jobs.detect -pyfs <project dir> --rules ...` (the UDF
-jar of udfs/jvm must be built or in the cluster's lib/: deploy/README.md).
+module runs on a session cluster as `flink run -py jobs/detect.py --rules ...`: it ships its own
+packages and jars (`add_to_environment`; the UDF jar of udfs/jvm must be built or in the cluster's
+lib/: deploy/README.md).
 
 How watermarks are made:
 - Kafka mode: at the source, per Kafka partition. The events table (jobs/sources.py) has a rowtime
   `rt` = the record's `ts` as `moments_event_time` (udfs/jvm) reads it (integer epoch ms or RFC
-  3339 with a zone), else the Kafka record timestamp (invalid records: a NULL rowtime would fail
-  the job), and
-  `WATERMARK FOR rt AS rt - bound`: Flink SQL emits exactly max_ts - bound (tested at the
-  boundary). The planner pushes it into the Kafka source, which tracks one watermark per
-  partition (split) and emits their minimum, so one reader interleaving the partitions of a
-  backlog in fetch-sized chunks makes nothing late; a partition without records for
+  3339 with a zone) when the record is valid within the guard rails, else 0 (invalid and
+  poisoned records: below every valid ts, so they never move a watermark; a NULL rowtime would
+  fail the job), and `WATERMARK FOR rt AS rt - bound`: Flink SQL emits exactly max_ts - bound
+  (tested at the boundary). The planner pushes it into the Kafka source, which tracks one
+  watermark per partition (split) and emits their minimum, so one reader interleaving the
+  partitions of a backlog in fetch-sized chunks makes nothing late; a partition without records for
   --source-idle-timeout (`table.exec.source.idle-timeout`) stops holding it back. The watermark
   passes the SQL query, to_data_stream and the JVM keyBy unchanged; no DataStream assigner.
 - File mode: one reader, in file order, by `for_bounded_out_of_orderness(bound - 1 ms)` after
   decode (Flink emits max_ts - (bound - 1) - 1 = max_ts - bound; bound 0: max_ts - 1).
 
-Choices the design left open (details in jobs/operators.py and jobs/prefilter.py):
+Choices the design left open (details in udfs/host.py and jobs/prefilter.py):
 - Lateness, file mode: decided at decode in file order by the backtest's rule (ts < max_ts_seen -
   bound), so a file run equals `moments backtest` on any input, late events included. Kafka mode:
   ts below the operator's watermark (max_ts - bound, the minimum over partitions).
@@ -114,6 +115,12 @@ def configure_parser(parser) -> None:
         "--max-out-of-orderness", default="2s", help="watermark bound (default 2s; 0 allowed)"
     )
     timing.add_argument(
+        "--max-future",
+        default="1h",
+        help="guard rail: an event whose ts is more than this after wall-clock now is "
+        "dead-lettered (default 1h; 'off' for synthetic data in the future)",
+    )
+    timing.add_argument(
         "--idle-fire-after",
         help="fire pending deadlines after this much wall-clock idleness "
         "(default 5s in Kafka mode, off in file mode; 'off' disables)",
@@ -142,7 +149,7 @@ def configure_parser(parser) -> None:
     )
     runtime.add_argument(
         "--enrichment-layout",
-        choices=["sync", "async"],
+        choices=["inline", "sync", "async"],
         default="async",
         help="CRM lookups (configured by CRM_* variables): PyFlink AsyncDataStream in a "
         "process-mode operator (default: a slow CRM does not stall detection), or cached "
@@ -174,8 +181,6 @@ def flink_configuration(config: DetectConfig, args=None):
     from pyflink.common import Configuration
 
     conf = Configuration()
-    conf.set_string("python.executable", config.python_executable)
-    conf.set_string("python.client.executable", config.python_executable)
     conf.set_string("python.execution-mode", config.execution_mode)
     # Many users per subtask: the default of 1000 cached keys thrashes (PYFLINK_FACTS.md).
     conf.set_string("python.state.cache-size", "100000")
@@ -185,19 +190,6 @@ def flink_configuration(config: DetectConfig, args=None):
     # 50 ms / 20 ms instead of Flink's 200 ms / 100 ms (--flink-conf overrides both).
     conf.set_string("pipeline.auto-watermark-interval", "50 ms")
     conf.set_string("execution.buffer-timeout", "20 ms")
-    jars = [str(j) for j in config.jars]
-    if config.kafka_mode and not any("kafka" in Path(j).name for j in jars):
-        jars += sorted(glob.glob(str(JARS_DIR / "flink-sql-connector-kafka-*.jar")))
-    if config.kafka_mode and not any(Path(j).name == UDF_JAR.name for j in jars):
-        if UDF_JAR.exists():
-            jars.append(str(UDF_JAR))
-        elif not _on_flink_classpath(UDF_JAR.name):
-            raise ConfigError(
-                f"{UDF_JAR} is missing (the JVM decoder, udfs/jvm): run `make setup`, "
-                "pass the jar with --jar, or put it in Flink's lib/"
-            )
-    if jars:
-        conf.set_string("pipeline.jars", ";".join(Path(j).resolve().as_uri() for j in jars))
     if config.kafka_mode and config.checkpoint_interval_ms:
         conf.set_string("execution.checkpointing.interval", f"{config.checkpoint_interval_ms} ms")
         conf.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
@@ -225,6 +217,97 @@ def flink_configuration(config: DetectConfig, args=None):
         if config.metrics_reporter == "prometheus":
             conf.set_string(f"metrics.reporter.{name}.port", config.prometheus_port)
     return conf
+
+
+def job_jars(config: DetectConfig) -> list[str]:
+    """URIs of the jars the job ships in pipeline.jars: --jar, and in Kafka mode the connector
+    (from .cache/jars unless --jar names one) and the project's UDF jar (udfs/jvm)."""
+    jars = [str(j) for j in config.jars]
+    if config.kafka_mode and not any("kafka" in Path(j).name for j in jars):
+        jars += sorted(glob.glob(str(JARS_DIR / "flink-sql-connector-kafka-*.jar")))
+    if config.kafka_mode and not any(Path(j).name == UDF_JAR.name for j in jars):
+        if UDF_JAR.exists():
+            jars.append(str(UDF_JAR))
+        elif not _on_flink_classpath(UDF_JAR.name):
+            raise ConfigError(
+                f"{UDF_JAR} is missing (the JVM decoder, udfs/jvm): run `make setup`, "
+                "pass the jar with --jar, or put it in Flink's lib/"
+            )
+    return [Path(j).resolve().as_uri() for j in jars]
+
+
+def add_to_environment(
+    env, jars: list[str], packages: list[Path], python_executable: str = sys.executable
+) -> None:
+    """Add the job's jars, Python packages and interpreter to what the environment already has.
+
+    Under `flink run` the environment starts with the client's settings: pipeline.jars holds
+    the flink-python jar (without it the cluster cannot load the Python operators:
+    ClassNotFoundException EmbeddedPythonKeyedProcessOperator) and any `-j` jar, python.files
+    the `-pyfs` entries. Setting pipeline.jars in the job's Configuration replaced that list, so
+    jars are appended here instead, skipping a file name already there (`-j` names the same
+    connector). Python files are zipped under their base name, so one whose name `-pyfs`
+    already ships is not added (two `udfs.zip`: FileAlreadyExistsException at submission).
+    """
+    from pyflink.common import Configuration
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+    # The planner finds the connector's table factory and the UDFs through the client's
+    # context class loader, which pipeline.jars does not reach.
+    if jars:
+        add_jars_to_context_class_loader(jars)
+    j_conf = get_gateway().jvm.org.apache.flink.python.util.PythonConfigUtil.getEnvironmentConfig(
+        env._j_stream_execution_environment
+    )
+    configured = Configuration.parse_list_value(j_conf.getString("pipeline.jars", None))
+    names = {uri.rstrip("/").rsplit("/", 1)[-1] for uri in configured}
+    added = [uri for uri in jars if uri.rsplit("/", 1)[-1] not in names]
+    if added:
+        j_conf.setString("pipeline.jars", str([*configured, *added]))
+    python_worker_options(j_conf, python_executable)
+    python_files = j_conf.getString("python.files", None) or ""
+    shipped = {Path(entry.split("#")[0]).name for entry in python_files.split(",") if entry}
+    for package in packages:
+        if package.name not in shipped:
+            env.add_python_file(str(package))
+
+
+def _staged_packages() -> Path:
+    """A temporary directory holding copies of the project's packages (jobs, udfs, schemas),
+    to ship in python.files. Flink puts a shipped directory itself on the workers' PYTHONPATH,
+    not its parent: shipping `jobs/` would make `operators` importable, not `jobs.operators`."""
+    import atexit
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix="micro-moments-")) / "micro_moments_packages"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "jvm")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, staging / package, ignore=ignore)
+    atexit.register(shutil.rmtree, staging.parent, True)
+    return staging
+
+
+def python_worker_options(j_conf, python_executable: str) -> None:
+    """The Python the workers run, unless the cluster or `flink run -pyexec` chose one, and
+    the site-packages beside it.
+
+    Thread mode embeds CPython in the TaskManager (PEMJA), which is given python.executable only
+    to locate libpython: the interpreter finds its prefix by looking up `python` on the
+    TaskManager's PATH, so a venv not first there is not its prefix and every Python operator
+    fails with "No module named 'pemja'". python.pythonpath (added to the embedded interpreter's
+    sys.path) names the venv's site-packages instead. It assumes the workers' venv has the
+    client's Python version; an interpreter from an archive (`-pyarch`) gets its home set by
+    Flink and needs nothing."""
+    for key in ("python.executable", "python.client.executable"):
+        if not j_conf.getString(key, None):
+            j_conf.setString(key, python_executable)
+    executable = Path(j_conf.getString("python.executable", None))
+    if executable.is_absolute() and not j_conf.getString("python.pythonpath", None):
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        site_packages = executable.parent.parent / "lib" / version / "site-packages"
+        j_conf.setString("python.pythonpath", str(site_packages))
 
 
 def checkpoint_storage_dir(config: DetectConfig, environ=None) -> str | None:
@@ -290,19 +373,30 @@ def build_pipeline(env, t_env, config: DetectConfig):
 
     file_mode = not config.kafka_mode
     enrich = config.crm.backend != "none"
-    detector = DetectMoments(
+    inline = enrich and config.enrichment_layout == "inline"
+    if inline:
+        from jobs.enrich_inline import EnrichingDetectMoments
+
+        detector_class, extra = EnrichingDetectMoments, {"crm_settings": config.crm}
+        extra["block"] = file_mode
+    else:
+        detector_class, extra = DetectMoments, {"emit_json": not enrich}
+    detector = detector_class(
         config.rules,
         state_ttl_ms=config.state_ttl_ms,
         idle_fire_after_ms=config.idle_fire_after_ms,
         event_time_detected_at=file_mode,
-        emit_json=not enrich,
         decode_rows=not file_mode,
+        max_future_ms=config.max_future_ms,
+        **extra,
     )
-    output_type = Types.PICKLED_BYTE_ARRAY() if enrich else OUTPUT_ROW
+    output_type = Types.PICKLED_BYTE_ARRAY() if enrich and not inline else OUTPUT_ROW
     if file_mode:
         raw = sources.file_lines(env, config)
         decoder = DecodeEvents(
-            source=str(config.events_path), replay_lateness_ms=config.max_out_of_orderness_ms
+            source=str(config.events_path),
+            replay_lateness_ms=config.max_out_of_orderness_ms,
+            max_future_ms=config.max_future_ms,
         )
         decoded = (
             raw.process(decoder, output_type=Types.PICKLED_BYTE_ARRAY())
@@ -335,7 +429,7 @@ def build_pipeline(env, t_env, config: DetectConfig):
     if not file_mode:
         side_outputs.append(detected.get_side_output(DLQ_TAG))
     side_outputs.append(detected.get_side_output(LATE_TAG))
-    actions = enrich_actions(env, detected, config) if enrich else detected
+    actions = enrich_actions(env, detected, config) if enrich and not inline else detected
     return actions.union(*side_outputs)
 
 
@@ -399,17 +493,9 @@ def _environment(config: DetectConfig, args):
     _venv_first_on_path()
     conf = flink_configuration(config, args)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
-    if config.kafka_mode:
-        from pyflink.util.java_utils import add_jars_to_context_class_loader
-
-        # The planner resolves moments_decode (udfs/jvm) through the client's context class
-        # loader, which pipeline.jars alone does not reach (unless Flink's lib/ has the jar).
-        if UDF_JAR.exists():
-            add_jars_to_context_class_loader([UDF_JAR.as_uri()])
     if config.parallelism:
         env.set_parallelism(config.parallelism)
-    for package in PACKAGES:
-        env.add_python_file(str(ROOT / package))
+    add_to_environment(env, job_jars(config), [_staged_packages()], config.python_executable)
     t_env = None
     if config.kafka_mode:
         from jobs.sources import register_decode_function

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from schemas.durations import parse_duration_ms
+from schemas.errors import UserError
 
 RULE_ID = re.compile(r"^[a-z0-9_]+$")
 FILTER_OPERATORS = ("gt", "gte", "lt", "lte", "ne", "exists")
@@ -48,7 +49,7 @@ class RuleError(Exception):
         self.rule_id, self.field, self.reason = rule_id, field, reason
 
 
-class RuleFileError(Exception):
+class RuleFileError(UserError):
     """A rules file that cannot be used; `problems` holds every RuleError found."""
 
     def __init__(self, path: str, problems: list[RuleError]):
