@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "generate": ("jobs.generate", "write a seeded, realistic event stream (JSONL or Parquet)"),
     "run": ("jobs.detect", "run the PyFlink detection job (Kafka or file in, actions out)"),
     "deliver": ("jobs.deliver.cli", "deliver actions to Braze / Iterable (Kafka topic or file)"),
+    "redrive": ("jobs.deliver.redrive", "re-send delivery dead letters, skipping accepted ones"),
 }
 
 

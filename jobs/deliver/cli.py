@@ -11,14 +11,17 @@ import sys
 import threading
 from contextlib import contextmanager
 
+from jobs.cli import UsageError
 from jobs.deliver.config import DeliverConfig
+from jobs.deliver.sending import SendOptions
 from jobs.options import add_arguments, environment_help, load
 from jobs.settings import DELIVERY_DLQ_TOPIC
 from udfs.delivery.assemble import build_deliverer
 from udfs.delivery.drain import drain, format_summary
 from udfs.delivery.files import FileSource
+from udfs.delivery.metrics import DeliveryMetrics, serve
 from udfs.delivery.pipeline import DeliveryPipeline
-from udfs.delivery.settings import DEFAULT_RATE_LIMITS
+from udfs.delivery.settings import DEFAULT_RATE_LIMITS, ENV_LEDGER_DSN
 from udfs.delivery.topic import TopicSource
 
 log = logging.getLogger("moments.deliver")
@@ -56,21 +59,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load(DeliverConfig, args)
-    logging.basicConfig(
-        level=getattr(logging, config.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    settings = config.delivery_settings()
     stop = threading.Event()
-    deliverer = build_deliverer(settings, stop)
-    log.info(
-        "delivering to %s; rate limits %s",
-        ", ".join(settings.configured()),
-        ", ".join(f"{k}={v}" for k, v in settings.rate_limits.items()),
-    )
-    try:
-        with _stop_on_signals(stop), _source(config) as source:
+    with sender(config, stop) as deliverer, _stop_on_signals(stop):
+        with _source(config, deliverer.metrics) as source:
             summary = drain(
                 DeliveryPipeline(deliverer),
                 source,
@@ -78,13 +69,51 @@ def run(args: argparse.Namespace) -> int:
                 max_actions=config.max_actions,
                 stop=stop,
             )
-    finally:
-        deliverer.close()
     print(format_summary(summary))
     return 1 if config.actions is not None and summary["dead_lettered_records"] else 0
 
 
-def _source(config: DeliverConfig) -> FileSource | TopicSource:
+@contextmanager
+def sender(config: SendOptions, stop: threading.Event):
+    """Logging, the metrics endpoint and the deliverer (ledger, rate limiters) from the sending
+    options, for `moments deliver` and `moments redrive`; closed on exit."""
+    logging.basicConfig(
+        level=getattr(logging, config.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = config.delivery_settings()
+    metrics = DeliveryMetrics()
+    server = None
+    if config.metrics_address:
+        try:
+            server = serve(metrics, config.metrics_address)[0]
+        except OSError as exc:
+            raise UsageError(
+                f"--metrics-address {config.metrics_address}: {exc.strerror}"
+            ) from None
+    deliverer = build_deliverer(settings, stop, metrics)
+    if settings.ledger_dsn is None:
+        log.warning(
+            "no ledger (%s): a restart or rebalance may send accepted actions again", ENV_LEDGER_DSN
+        )
+    scope = "process" if settings.ledger_dsn is None else settings.rate_limit_scope
+    log.info(
+        "delivering to %s; ledger: %s; rate limits (%s): %s",
+        ", ".join(settings.configured()),
+        "memory" if settings.ledger_dsn is None else "postgresql",
+        scope,
+        ", ".join(f"{k}={v}" for k, v in settings.rate_limits.items()),
+    )
+    try:
+        yield deliverer
+    finally:
+        deliverer.close()
+        if server is not None:
+            server.shutdown()
+
+
+def _source(config: DeliverConfig, metrics: DeliveryMetrics) -> FileSource | TopicSource:
     if config.actions is not None:
         return FileSource(config.actions, config.dlq_path)
     return TopicSource(
@@ -96,6 +125,7 @@ def _source(config: DeliverConfig) -> FileSource | TopicSource:
         batch_size=config.batch_size,
         linger_s=config.linger_s,
         max_idle_s=config.max_idle_s,
+        metrics=metrics,
     )
 
 

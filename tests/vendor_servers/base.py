@@ -70,6 +70,7 @@ class VendorServer:
         self.statuses: Counter = Counter()  # status or fault name -> count
         self.requests = 0
         self.bodies: list[tuple[str, Any]] = []  # (path, parsed body) of accepted requests
+        self.arrivals: dict[str, list[float]] = {}  # endpoint -> arrival times, every request
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -124,6 +125,19 @@ class VendorServer:
     def duplicates(self) -> int:
         with self._lock:
             return sum(count - 1 for count in self.accepted.values())
+
+    def peak_rate(self, endpoint: str, window_s: float) -> dict[str, int]:
+        """The most requests that arrived at `endpoint` (answered or not) in any window of
+        `window_s`: sliding (any start) and fixed (aligned to the wall clock, as counted here)."""
+        with self._lock:
+            times = sorted(self.arrivals.get(endpoint, []))
+        sliding, first = 0, 0
+        for last, arrived in enumerate(times):
+            while arrived - times[first] >= window_s:
+                first += 1
+            sliding = max(sliding, last - first + 1)
+        fixed = Counter(int(arrived // window_s) for arrived in times)
+        return {"sliding": sliding, "fixed": max(fixed.values(), default=0)}
 
     # -- subclass API --------------------------------------------------------------------------
     def endpoint_for(self, method: str, path: str) -> str:
@@ -196,6 +210,8 @@ class VendorServer:
         path = handler.path.split("?", 1)[0]
         try:
             endpoint = self.endpoint_for(handler.command, path)
+            with self._lock:
+                self.arrivals.setdefault(endpoint, []).append(time.time())
             self.check_auth(handler.headers)
             fault = self._next_fault()
             if fault == "429":

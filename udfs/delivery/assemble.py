@@ -1,10 +1,14 @@
-"""Build the deliverer (adapters, one rate limiter per endpoint, transport) from the settings."""
+"""Build the deliverer (adapters, ledger, one rate limiter per endpoint, transport, metrics) from
+the settings: with a ledger database, the ledger and the rate limits are shared by every replica."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from udfs.delivery.deliverer import Adapter, Deliverer
+from udfs.delivery.ledger import Ledger, MemoryLedger
+from udfs.delivery.metrics import DeliveryMetrics
 from udfs.delivery.settings import DeliverySettings
 from udfs.delivery.transport import HttpTransport
 from udfs.vendors import BrazeAdapter, BrazeConfig, IterableAdapter, IterableConfig
@@ -12,7 +16,11 @@ from udfs.vendors.ratelimit import RateLimiter
 from udfs.vendors.retry import RetryPolicy
 
 
-def build_deliverer(settings: DeliverySettings, stop: threading.Event | None = None) -> Deliverer:
+def build_deliverer(
+    settings: DeliverySettings,
+    stop: threading.Event | None = None,
+    metrics: DeliveryMetrics | None = None,
+) -> Deliverer:
     adapters: dict[str, Adapter] = {}
     if settings.braze is not None:
         adapters["braze"] = BrazeAdapter(
@@ -32,7 +40,7 @@ def build_deliverer(settings: DeliverySettings, stop: threading.Event | None = N
                 max_bulk_events=settings.iterable_bulk_size,
             )
         )
-    limiters = {name: RateLimiter(limit) for name, limit in settings.rate_limits.items()}
+    ledger, limiters = _ledger_and_limiters(settings)
     policy = RetryPolicy(
         max_attempts=settings.max_attempts,
         base_delay_s=settings.backoff_base_s,
@@ -46,4 +54,38 @@ def build_deliverer(settings: DeliverySettings, stop: threading.Event | None = N
         policy=policy,
         concurrency=settings.concurrency,
         stop=stop,
+        ledger=ledger,
+        metrics=metrics,
     )
+
+
+def _ledger_and_limiters(settings: DeliverySettings) -> tuple[Ledger, dict]:
+    if settings.ledger_dsn is None:
+        limiters = {name: RateLimiter(limit) for name, limit in settings.rate_limits.items()}
+        return MemoryLedger(), limiters
+    from udfs.delivery.postgres import PostgresLedger, open_pool
+    from udfs.delivery.shared_limits import SharedRateLimiter
+
+    # Every sending thread may hold a connection, plus the heartbeat and the batch's claim.
+    pool = open_pool(settings.ledger_dsn.get_secret_value(), settings.concurrency + 2)
+    ledger = PostgresLedger(pool)
+    if settings.rate_limit_scope == "process":
+        limiters = {name: RateLimiter(limit) for name, limit in settings.rate_limits.items()}
+    else:
+        limiters = {
+            name: SharedRateLimiter(
+                pool, _account_key(settings, name), limit, settings.rate_limit_headroom
+            )
+            for name, limit in settings.rate_limits.items()
+        }
+    return ledger, limiters
+
+
+def _account_key(settings: DeliverySettings, endpoint: str) -> str:
+    """Vendors count limits per account: the schedule row is the endpoint's and the account's
+    (endpoint URL and key, hashed: the row names no secret)."""
+    vendor = getattr(settings, endpoint.split(".")[0], None)
+    if vendor is None:
+        return endpoint
+    account = f"{vendor.endpoint}|{vendor.api_key.get_secret_value()}".encode()
+    return f"{endpoint}@{hashlib.sha256(account).hexdigest()[:16]}"

@@ -1,8 +1,9 @@
 """Send a batch of actions to the vendors they name, within rate limits, retrying what may succeed
 later, until every (action, destination) has a final outcome: delivered or dead-lettered.
 
-The only early exit is `stop` (SIGTERM, Ctrl-C): requests not yet finished come back unfinished,
-so the caller does not commit them and a restart delivers them again.
+The only early exits are `stop` (SIGTERM, Ctrl-C) and losing a key to another replica in the
+ledger: requests not yet finished come back unfinished, so the caller does not commit them and a
+restart delivers them again. The ledger hears of every send and of every answer as it happens.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.action import Action
+from udfs.delivery.ledger import Key, Ledger, MemoryLedger
+from udfs.delivery.metrics import DeliveryMetrics
 from udfs.delivery.redact import redact
 from udfs.delivery.transport import TransportError
 from udfs.vendors.http import HttpRequest, HttpResponse
@@ -28,6 +31,10 @@ from udfs.vendors.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 VENDOR_DESTINATIONS = ("braze", "iterable")
+# Gateway errors may come after the vendor accepted the request: as ambiguous as a timeout.
+AMBIGUOUS_STATUSES = frozenset({502, 504})
+# A thread starved this many times in a row sends in its last slot however late.
+MAX_REBOOKINGS = 10
 
 
 class Adapter(Protocol):
@@ -66,6 +73,7 @@ class DeliveryStats:
     server_errors: int = 0  # 5xx
     delivered: int = 0  # (action, destination) pairs
     dead_lettered: int = 0
+    ambiguous: int = 0  # (action, destination) pairs sent again after an unknown outcome
     by_status: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -88,6 +96,7 @@ class DeliveryStats:
                 "server_errors": self.server_errors,
                 "delivered": self.delivered,
                 "dead_lettered": self.dead_lettered,
+                "ambiguous": self.ambiguous,
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items(), key=str)},
             }
 
@@ -95,9 +104,10 @@ class DeliveryStats:
 @dataclass(frozen=True)
 class _RequestResult:
     request: HttpRequest
-    outcome: Outcome | None  # None: stopped before a final outcome
+    outcome: Outcome | None  # None: stopped (or the keys lost) before a final outcome
     response: str
     attempts: int
+    accepted_at_s: float = 0.0  # wall clock of the vendor's answer
 
 
 class Deliverer:
@@ -111,6 +121,8 @@ class Deliverer:
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ledger: Ledger | None = None,
+        metrics: DeliveryMetrics | None = None,
     ):
         self.adapters = dict(adapters)
         self.limiters = dict(limiters)
@@ -118,6 +130,8 @@ class Deliverer:
         self.policy = policy or RetryPolicy()
         self.stop = stop or threading.Event()
         self.stats = DeliveryStats()
+        self.ledger = ledger or MemoryLedger()
+        self.metrics = metrics or DeliveryMetrics()
         self._rng = rng or random.Random()
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
@@ -125,6 +139,7 @@ class Deliverer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.ledger.close()
 
     def deliver(self, actions: Sequence[Action]) -> list[DeliveryResult]:
         """One result per (action, vendor destination it names); `kafka` needs no delivery."""
@@ -187,6 +202,7 @@ class Deliverer:
                 )
             elif outcome.verdict is Verdict.DELIVERED and action_id not in outcome.failed:
                 self.stats.add(delivered=1)
+                self._observe_accepted(action, request, result.accepted_at_s)
                 out.append(
                     DeliveryResult(
                         action,
@@ -218,19 +234,36 @@ class Deliverer:
             return not self.stop.wait(seconds)
         return not self.stop.is_set()
 
+    def _observe_accepted(self, action: Action, request: HttpRequest, at_s: float) -> None:
+        labels = (request.vendor, request.path)
+        self.metrics.delivered.labels(*labels).inc()
+        # A deferred action was due at deliver_at, not at its trigger.
+        due_ms = getattr(action, "deliver_at", None) or action.trigger_ts
+        if isinstance(due_ms, int):
+            self.metrics.trigger_to_accepted.labels(*labels).observe(max(0.0, at_s - due_ms / 1000))
+
     def _send(self, adapter: Adapter, request: HttpRequest) -> _RequestResult:
-        """Send one request until it has a final outcome (or the job stops)."""
+        """Send one request until it has a final outcome (or the job stops, or another replica
+        took its keys over: both leave it unfinished)."""
         limiter = self.limiters.get(request.endpoint)
-        attempts = 0
-        failures = 0  # 5xx / transport errors, bounded by max_attempts
-        rate_limited = 0
+        keys = [(action_id, request.vendor) for action_id in request.action_ids]
+        labels = (request.vendor, request.path)
+        self.metrics.request_actions.labels(*labels).observe(len(keys))
+        attempts = failures = rate_limited = 0  # failures: 5xx / transport, bounded
         while True:
-            if not self._ready(limiter):
+            # Marked before the rate-limit wait, so the send follows its slot at once.
+            already_sent = self._on_the_wire(keys, labels)
+            if already_sent is None:
+                return _RequestResult(request, None, "", attempts)
+            if not self._ready(limiter, request.endpoint):
+                self.ledger.unsent([key for key in keys if key not in already_sent])
                 return _RequestResult(request, None, "", attempts)
             attempts += 1
-            outcome, body = self._attempt(adapter, request, attempts)
+            outcome, body, maybe_accepted = self._attempt(adapter, request, attempts)
+            self._record_answer(keys, outcome, maybe_accepted)
             if outcome.verdict in (Verdict.DELIVERED, Verdict.FAILED):
                 if outcome.verdict is Verdict.FAILED:
+                    self.metrics.failed.labels(*labels, "client_error").inc()
                     log.warning(
                         "%s %s: %s permanently (%d actions to the dead-letter topic): %s",
                         request.vendor,
@@ -239,61 +272,119 @@ class Deliverer:
                         len(request.items),
                         redact(outcome.message)[:300],
                     )
-                return _RequestResult(request, outcome, body, attempts)
+                return _RequestResult(request, outcome, body, attempts, time.time())
+            reason = _failure_reason(outcome, maybe_accepted)
+            self.metrics.failed.labels(*labels, reason).inc()
             if outcome.verdict is Verdict.RATE_LIMITED:
                 self.stats.add(rate_limited=1)
                 rate_limited += 1
                 if rate_limited > self.policy.max_rate_limited:
                     return _RequestResult(request, _gave_up(outcome, rate_limited), body, attempts)
-                delay = outcome.retry_after_s
-                if delay is None:
-                    delay = self.policy.backoff_s(rate_limited, self._rng)
-                # A little jitter so paused workers do not all return in the same millisecond.
-                delay += self._rng.uniform(0, 0.05)
-                if limiter is not None:
-                    limiter.pause(delay)
-                if not self._wait(delay):
-                    return _RequestResult(request, None, "", attempts)
-                continue
-            if outcome.status is not None:
-                self.stats.add(server_errors=1)
-            failures += 1
-            if failures >= self.policy.max_attempts:
-                log.warning(
-                    "%s %s: giving up after %d attempts: %s",
-                    request.vendor,
-                    request.path,
-                    attempts,
-                    redact(outcome.message)[:300],
-                )
-                return _RequestResult(request, _gave_up(outcome, failures), body, attempts)
-            if not self._wait(self.policy.backoff_s(failures, self._rng)):
+                delay = self._rate_limited_delay(outcome, rate_limited, limiter)
+            else:
+                if outcome.status is not None:
+                    self.stats.add(server_errors=1)
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    log.warning(
+                        "%s %s: giving up after %d attempts: %s",
+                        request.vendor,
+                        request.path,
+                        attempts,
+                        redact(outcome.message)[:300],
+                    )
+                    return _RequestResult(request, _gave_up(outcome, failures), body, attempts)
+                delay = self.policy.backoff_s(failures, self._rng)
+            if not self._wait(delay):
                 return _RequestResult(request, None, "", attempts)
+            self.metrics.retried.labels(*labels, reason).inc()
 
-    def _ready(self, limiter: RateLimiter | None) -> bool:
-        """Wait for the endpoint's rate limit (and any pause a 429 set); False once stopped."""
+    def _rate_limited_delay(
+        self, outcome: Outcome, rate_limited: int, limiter: RateLimiter | None
+    ) -> float:
+        delay = outcome.retry_after_s
+        if delay is None:
+            delay = self.policy.backoff_s(rate_limited, self._rng)
+        # A little jitter so paused workers do not all return in the same millisecond.
+        delay += self._rng.uniform(0, 0.05)
+        if limiter is not None:
+            limiter.pause(delay)
+        return delay
+
+    def _on_the_wire(self, keys: list[Key], labels: tuple[str, str]) -> set[Key] | None:
+        """Tell the ledger the keys are about to be sent; None if another replica holds them now
+        (it sends them; this request must not), else the keys already marked sent: their send is
+        an ambiguous re-send."""
+        ours, again = self.ledger.sending(keys)
+        if again:
+            self.stats.add(ambiguous=len(again))
+            self.metrics.ambiguous.labels(*labels).inc(len(again))
+        if not ours:
+            log.warning("%s %s: keys taken over by another replica", *labels)
+            return None
+        return again
+
+    def _record_answer(self, keys: list[Key], outcome: Outcome, maybe_accepted: bool) -> None:
+        """Accepted keys are final at once (the shortest window for a crash to re-send them);
+        a definite refusal clears the sent mark; an unknown outcome leaves it."""
+        if outcome.verdict is Verdict.DELIVERED:
+            failed = {
+                (action_id, vendor) for action_id, vendor in keys if action_id in outcome.failed
+            }
+            self.ledger.accepted([key for key in keys if key not in failed])
+            if failed:
+                self.ledger.unsent(failed)
+        elif not maybe_accepted:
+            self.ledger.unsent(keys)
+
+    def _ready(self, limiter: RateLimiter | None, endpoint: str) -> bool:
+        """Wait for the endpoint's rate limit (and any pause a 429 set); False once stopped.
+        A slot this thread wakes up too late for is booked again: a late send would crowd the
+        slots after it (a shared limiter's `late_s`; none for a process-local one)."""
         if limiter is None:
             return not self.stop.is_set()
-        if not self._wait(limiter.reserve()):
-            return False
-        # A 429 seen by another request while we waited pauses this one too.
-        while (paused := limiter.paused_for()) > 0:
-            if not self._wait(paused):
+        late_s = getattr(limiter, "late_s", float("inf"))
+        for _ in range(MAX_REBOOKINGS):
+            wait_s = limiter.reserve()
+            due = self._clock() + wait_s
+            self.metrics.rate_limit_wait.labels(endpoint).inc(wait_s)
+            if not self._wait(wait_s):
                 return False
-        return True
+            # A 429 seen by another request while we waited pauses this one too.
+            while (paused := limiter.paused_for()) > 0:
+                self.metrics.rate_limit_wait.labels(endpoint).inc(paused)
+                if not self._wait(paused):
+                    return False
+                due = self._clock()
+            if self._clock() - due <= late_s:
+                return True
+            self.metrics.rate_limit_rebooked.labels(endpoint).inc()
+        return not self.stop.is_set()
 
-    def _attempt(self, adapter: Adapter, request: HttpRequest, attempt: int) -> tuple[Outcome, str]:
-        """One send, counted, and the adapter's verdict on the response (a transport error is a
-        retry)."""
+    def _attempt(
+        self, adapter: Adapter, request: HttpRequest, attempt: int
+    ) -> tuple[Outcome, str, bool]:
+        """One send, counted: the adapter's verdict on the response (a transport error is a
+        retry), its body, and whether the vendor may have accepted it without saying so."""
         self.stats.add(requests=1, retries=1 if attempt > 1 else 0)
         try:
             response = self.transport.send(request)
         except TransportError as exc:
             self.stats.add(transport_errors=1)
             self.stats.count_status(exc.kind)
-            return Outcome(Verdict.RETRY, None, str(exc)), str(exc)
+            return Outcome(Verdict.RETRY, None, str(exc)), str(exc), exc.maybe_sent
         self.stats.count_status(response.status)
-        return adapter.classify(request, response), response.text()
+        outcome = adapter.classify(request, response)
+        maybe_accepted = outcome.verdict is Verdict.RETRY and response.status in AMBIGUOUS_STATUSES
+        return outcome, response.text(), maybe_accepted
+
+
+def _failure_reason(outcome: Outcome, maybe_accepted: bool) -> str:
+    if outcome.verdict is Verdict.RATE_LIMITED:
+        return "rate_limited"
+    if outcome.status is not None:
+        return "server_error"
+    return "timeout" if "timeout" in outcome.message else "connection"
 
 
 def _gave_up(outcome: Outcome, tries: int) -> Outcome:

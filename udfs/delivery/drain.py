@@ -1,13 +1,15 @@
 """The delivery loop shared by a topic and a file: read a batch of records from a source, deliver
-it, then let the source settle it (dead letters made durable, then what is final committed), until
-the source ends, `max_actions` records are settled, or `stop` is set.
+it, then let the source settle it (dead letters made durable, then recorded in the ledger, then
+what is final committed), until the source ends, `max_actions` records are settled, or `stop` is
+set.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from udfs.delivery.pipeline import BatchOutcome, DeliveryPipeline, SourceRecord
@@ -22,8 +24,14 @@ class RecordSource(Protocol):
         """Up to `max_records` records; [] when none are ready yet, None when the source ended."""
         ...
 
-    def settle(self, records: Sequence[SourceRecord], outcome: BatchOutcome) -> None:
-        """Make the dead letters durable, then commit the records whose outcome is final."""
+    def settle(
+        self,
+        records: Sequence[SourceRecord],
+        outcome: BatchOutcome,
+        letters_durable: Callable[[], None],
+    ) -> None:
+        """Make the dead letters durable, call `letters_durable`, then commit the records whose
+        outcome is final."""
         ...
 
 
@@ -48,7 +56,7 @@ def drain(
         if not records:
             continue
         outcome = pipeline.process(records)
-        source.settle(records, outcome)
+        source.settle(records, outcome, functools.partial(pipeline.letters_durable, outcome))
         totals.add(outcome, len(records))
     return totals.summary(pipeline, time.monotonic() - started, dlq=source.dlq_location)
 

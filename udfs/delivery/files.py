@@ -4,7 +4,7 @@ appended to a second file that is created only when there is one."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
@@ -30,13 +30,19 @@ class FileSource:
     def read(self, max_records: int, stop: threading.Event) -> list[SourceRecord] | None:
         return list(islice(self._records, max_records)) or None
 
-    def settle(self, records: Sequence[SourceRecord], outcome: BatchOutcome) -> None:
+    def settle(
+        self,
+        records: Sequence[SourceRecord],
+        outcome: BatchOutcome,
+        letters_durable: Callable[[], None] = lambda: None,
+    ) -> None:
         if outcome.dead_letters and self._dlq is None:
             self._dlq = self.dlq_path.open("ab")
         for _key, value in outcome.dead_letters:
             self._dlq.write(value + b"\n")
         if self._dlq is not None:
             self._dlq.flush()
+        letters_durable()
 
     def close(self) -> None:
         self._lines.close()

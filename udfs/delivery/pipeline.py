@@ -1,17 +1,18 @@
 """From raw records (a Kafka message value or a JSONL line) to final outcomes and dead letters.
 
-Shared by `moments deliver` on a topic and on a file, so both behave the same: a record that is not
-a valid action is dead-lettered with the reason, never dropped; an action seen again (at-least-once
-upstream, replays) is not sent twice to the same destination by this process.
+Shared by `moments deliver` on a topic and on a file, and by `moments redrive`, so all behave the
+same: a record that is not a valid action is dead-lettered with the reason, never dropped; an
+(action, destination) the ledger holds as accepted is never sent again, by any replica, after any
+restart; one another replica is sending is waited for, not sent twice.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +20,11 @@ from pydantic import ValidationError
 
 from schemas.action import Action
 from udfs.delivery.deliverer import VENDOR_DESTINATIONS, Deliverer, DeliveryResult
+from udfs.delivery.ledger import Claim, Key
 
 RESPONSE_LIMIT_BYTES = 8192
+# How often a claim on keys another replica holds is tried again (it finishes or dies).
+BUSY_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -32,60 +36,100 @@ class SourceRecord:
 @dataclass
 class BatchOutcome:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # (key, value)
+    dead_keys: list[Key] = field(default_factory=list)  # for the ledger, once letters are durable
     finished: list[bool] = field(default_factory=list)  # per input record, same order
     delivered: int = 0
-    skipped_duplicates: int = 0
+    skipped_duplicates: int = 0  # records with a destination the ledger already held final
+
+
+Parse = Callable[[bytes], tuple[Action | None, str]]
 
 
 class DeliveryPipeline:
-    def __init__(self, deliverer: Deliverer, remember: int = 200_000):
+    """`redrive`: claim dead-lettered keys too (`moments redrive`); `parse` turns a record into
+    an action (the action contract by default)."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        stop: threading.Event | None = None,
+        redrive: bool = False,
+        parse: Parse | None = None,
+    ):
         self.deliverer = deliverer
-        self._remember = remember
-        # (action_id, destination) pairs with a final outcome, most recent last.
-        self._done: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.ledger = deliverer.ledger
+        self.stop = stop or deliverer.stop
+        self.redrive = redrive
+        self._parse = parse or _parse
 
     def process(self, records: Sequence[SourceRecord]) -> BatchOutcome:
         outcome = BatchOutcome()
-        actions: list[Action] = []
-        keys_of_record: list[list[tuple[str, str]]] = []
-        scheduled: set[tuple[str, str]] = set()
+        self.deliverer.metrics.batch_records.observe(len(records))
+        parsed: list[tuple[Action, list[Key]] | None] = []
         for record in records:
-            action, error = _parse(record.value)
+            action, error = self._parse(record.value)
             if action is None:
                 outcome.dead_letters.append((None, _invalid_record(record, error)))
-                keys_of_record.append([])
+                self.deliverer.metrics.dead_lettered.labels("none", "none").inc()
+                parsed.append(None)
                 continue
             keys = [(action.action_id, d) for d in action.destinations if d in VENDOR_DESTINATIONS]
-            keys_of_record.append(keys)
-            fresh = [d for d in action.destinations if (action.action_id, d) not in self._done]
-            fresh = [d for d in fresh if (action.action_id, d) not in scheduled]
-            if len(fresh) < len(action.destinations):
+            parsed.append((action, keys))
+        claim = self._claim({key for item in parsed if item for key in item[1]})
+        final = claim.accepted | claim.dead
+        for result in self.deliverer.deliver(self._to_send(parsed, claim, outcome)):
+            if result.finished:
+                final.add((result.action.action_id, result.destination))
+                self._count(result, outcome)
+        outcome.finished = [item is None or all(k in final for k in item[1]) for item in parsed]
+        return outcome
+
+    def _claim(self, keys: set[Key]) -> Claim:
+        """Claim the keys; those another live replica holds are asked for again until it lets
+        go (accepted, or its heartbeat stops) or this job stops (then they stay unfinished)."""
+        claim = self.ledger.claim(keys, redrive=self.redrive)
+        while claim.busy and not self.stop.wait(BUSY_POLL_S):
+            again = self.ledger.claim(claim.busy, redrive=self.redrive)
+            claim.busy = again.busy
+            claim.granted |= again.granted
+            claim.accepted |= again.accepted
+            claim.dead |= again.dead
+        for action_id, destination in claim.accepted | claim.dead:
+            state = "accepted" if (action_id, destination) in claim.accepted else "dead"
+            self.deliverer.metrics.skipped.labels(destination, state).inc()
+        return claim
+
+    def _to_send(self, parsed, claim: Claim, outcome: BatchOutcome) -> list[Action]:
+        """Each action once per batch, with only its destinations granted to this replica."""
+        actions: list[Action] = []
+        scheduled: set[Key] = set()
+        for item in parsed:
+            if item is None:
+                continue
+            action, keys = item
+            if any(k in claim.accepted or k in claim.dead or k in scheduled for k in keys):
                 outcome.skipped_duplicates += 1
-            wanted = [d for d in fresh if d in VENDOR_DESTINATIONS]
+            wanted = [d for a, d in keys if (a, d) in claim.granted and (a, d) not in scheduled]
             if wanted:
                 actions.append(action.model_copy(update={"destinations": wanted}))
                 scheduled.update((action.action_id, d) for d in wanted)
-        final: set[tuple[str, str]] = set()
-        for result in self.deliverer.deliver(actions):
-            if not result.finished:
-                continue
-            key = (result.action.action_id, result.destination)
-            final.add(key)
-            self._remember_done(key)
-            if result.delivered:
-                outcome.delivered += 1
-            else:
-                outcome.dead_letters.append((result.action.action_id.encode(), dead_letter(result)))
-        outcome.finished = [
-            all(key in final or key in self._done for key in keys) for keys in keys_of_record
-        ]
-        return outcome
+        return actions
 
-    def _remember_done(self, key: tuple[str, str]) -> None:
-        self._done[key] = None
-        self._done.move_to_end(key)
-        while len(self._done) > self._remember:
-            self._done.popitem(last=False)
+    def _count(self, result: DeliveryResult, outcome: BatchOutcome) -> None:
+        if result.delivered:
+            outcome.delivered += 1
+            return
+        outcome.dead_letters.append((result.action.action_id.encode(), dead_letter(result)))
+        outcome.dead_keys.append((result.action.action_id, result.destination))
+        self.deliverer.metrics.dead_lettered.labels(
+            result.destination, result.endpoint or "none"
+        ).inc()
+
+    def letters_durable(self, outcome: BatchOutcome) -> None:
+        """The batch's dead letters are durable: the ledger may now hold those keys as dead (a
+        crash before this re-sends them, and at worst dead-letters them twice)."""
+        if outcome.dead_keys:
+            self.ledger.dead(outcome.dead_keys)
 
 
 def _parse(value: bytes) -> tuple[Action | None, str]:

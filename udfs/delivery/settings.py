@@ -27,6 +27,8 @@ ENV_ITERABLE_API_KEY = "ITERABLE_API_KEY"
 ENV_ITERABLE_API_KEY_FILE = "ITERABLE_API_KEY_FILE"
 ENV_ITERABLE_API_ENDPOINT = "ITERABLE_API_ENDPOINT"
 ENV_RATE_LIMITS = "DELIVER_RATE_LIMITS"
+ENV_LEDGER_DSN = "DELIVER_LEDGER_DSN"
+ENV_METRICS_ADDRESS = "DELIVER_METRICS_ADDRESS"
 
 
 class SettingsError(UserError, ValueError):
@@ -56,6 +58,9 @@ class DeliverySettings(BaseModel):
     max_rate_limited: int
     timeout_s: float
     concurrency: int
+    ledger_dsn: SecretStr | None = None
+    rate_limit_scope: str = "shared"  # "process" without a ledger
+    rate_limit_headroom: float = 0.1
 
     def configured(self) -> list[str]:
         return [name for name in ("braze", "iterable") if getattr(self, name) is not None]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from udfs.delivery.metrics import DeliveryMetrics
 from udfs.delivery.pipeline import BatchOutcome, SourceRecord
 
 log = logging.getLogger("moments.deliver")
@@ -18,6 +19,8 @@ log = logging.getLogger("moments.deliver")
 MAX_POLL_INTERVAL_MS = 900_000
 # How long the first poll of a batch waits for a record before the batch is empty.
 EMPTY_POLL_S = 0.2
+# Consumer lag is measured after a commit or, when idle, at most this often (a broker round trip).
+LAG_EVERY_S = 5.0
 
 
 class TopicSource:
@@ -35,6 +38,7 @@ class TopicSource:
         batch_size: int = 500,
         linger_s: float = 0.2,
         max_idle_s: float | None = None,
+        metrics: DeliveryMetrics | None = None,
     ):
         from kafka import KafkaConsumer, KafkaProducer
 
@@ -54,6 +58,9 @@ class TopicSource:
         self.dlq_topic = self.dlq_location = dlq_topic
         self.linger_s, self.max_idle_s = linger_s, max_idle_s
         self._last_record_at = time.monotonic()
+        self.metrics = metrics
+        self._lag_at = 0.0
+        self._lag_partitions: set = set()
 
     def read(self, max_records: int, stop: threading.Event) -> list[SourceRecord] | None:
         records = self._collect(max_records, stop)
@@ -71,7 +78,28 @@ class TopicSource:
         elif self._idle_for() >= (self.max_idle_s or float("inf")):
             log.info("idle for %.1fs: stopping", self.max_idle_s)
             return None
+        elif time.monotonic() - self._lag_at >= LAG_EVERY_S:
+            self._measure_lag()
         return []
+
+    def _measure_lag(self) -> None:
+        """Per assigned partition: the log end offset minus this consumer's position (after a
+        commit, the committed offset). Partitions no longer assigned drop out of the gauge."""
+        if self.metrics is None:
+            return
+        self._lag_at = time.monotonic()
+        assigned = self.consumer.assignment()
+        gauge = self.metrics.consumer_lag
+        for gone in self._lag_partitions - assigned:
+            gauge.remove(gone.topic, str(gone.partition))
+        self._lag_partitions = set(assigned)
+        if not assigned:
+            return
+        ends = self.consumer.end_offsets(list(assigned))
+        for tp in assigned:
+            gauge.labels(tp.topic, str(tp.partition)).set(
+                max(0, ends[tp] - self.consumer.position(tp))
+            )
 
     def _idle_for(self) -> float:
         return time.monotonic() - self._last_record_at
@@ -96,7 +124,12 @@ class TopicSource:
                 break
         return batch
 
-    def settle(self, records: Sequence[SourceRecord], outcome: BatchOutcome) -> None:
+    def settle(
+        self,
+        records: Sequence[SourceRecord],
+        outcome: BatchOutcome,
+        letters_durable: Callable[[], None] = lambda: None,
+    ) -> None:
         from kafka import TopicPartition
         from kafka.errors import CommitFailedError
         from kafka.structs import OffsetAndMetadata
@@ -106,6 +139,7 @@ class TopicSource:
         self.producer.flush()
         for future in sent:
             future.get(timeout=60)
+        letters_durable()
         offsets = committable([r.position for r in records], outcome.finished)
         if offsets:
             try:
@@ -120,6 +154,7 @@ class TopicSource:
                 # never loss).
                 log.warning("commit failed (rebalance?): %s", exc)
         self._last_record_at = time.monotonic()
+        self._measure_lag()
         log.info(
             "batch: %d records, %d delivered, %d dead-lettered",
             len(records),

@@ -11,11 +11,14 @@ from udfs.vendors.http import HttpRequest, HttpResponse
 
 
 class TransportError(Exception):
-    """No HTTP response: timeout, refused or dropped connection. Always worth a retry."""
+    """No HTTP response: timeout, refused or dropped connection. Always worth a retry.
+    `maybe_sent` is False only when no byte of the request left (the connection never opened):
+    otherwise the vendor may have accepted it."""
 
-    def __init__(self, kind: str, detail: str):
+    def __init__(self, kind: str, detail: str, maybe_sent: bool = True):
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
+        self.maybe_sent = maybe_sent
 
 
 class HttpTransport:
@@ -44,6 +47,13 @@ class HttpTransport:
         parts = urlsplit(request.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         connection = self._connection(parts.scheme, parts.netloc)
+        if connection.sock is None:
+            try:
+                connection.connect()
+            except OSError as exc:
+                self._discard(parts.scheme, parts.netloc)
+                kind = "timeout" if isinstance(exc, TimeoutError) else "connection"
+                raise TransportError(kind, f"cannot connect: {type(exc).__name__}", False) from exc
         try:
             connection.request(request.method, target, body=request.body, headers=request.headers)
             raw = connection.getresponse()

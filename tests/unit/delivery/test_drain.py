@@ -9,6 +9,8 @@ from tests.unit.vendors.actions import make_action
 from udfs.delivery.deliverer import DeliveryResult, DeliveryStats
 from udfs.delivery.drain import drain, format_summary
 from udfs.delivery.files import FileSource
+from udfs.delivery.ledger import MemoryLedger
+from udfs.delivery.metrics import DeliveryMetrics
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.topic import committable
 
@@ -19,6 +21,7 @@ class AcceptAll:
     def __init__(self) -> None:
         self.stats = DeliveryStats()
         self.batches: list[int] = []
+        self.ledger, self.metrics, self.stop = MemoryLedger(), DeliveryMetrics(), threading.Event()
 
     def deliver(self, actions):
         self.batches.append(len(actions))
@@ -42,7 +45,8 @@ class ListSource:
         batch, self.records = self.records[:max_records], self.records[max_records:]
         return batch or None
 
-    def settle(self, records, outcome):
+    def settle(self, records, outcome, letters_durable):
+        letters_durable()
         self.settled.append((len(records), list(outcome.finished), len(outcome.dead_letters)))
 
 
