@@ -1,1 +1,0 @@
-"""Local stand-ins for external services, for tests and benchmarks (loopback only)."""
