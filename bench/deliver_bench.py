@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jobs.settings import LOCAL_CRM_DSN, LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
+from moments_testing.vendors import BrazeServer, Faults, IterableServer  # noqa: E402
 from schemas.action import Action, action_id  # noqa: E402
-from tests.vendor_servers import BrazeServer, Faults, IterableServer  # noqa: E402
 
 # The vendors' limits, scaled down so a 10,000-action run is rate-limited for a minute and the
 # stand-ins' counts mean something: the clients get exactly these (DELIVER_RATE_LIMITS).

@@ -11,12 +11,15 @@ dead-lettered or called late every record it was given). Layouts:
   design:python     DESIGN.md's four rules (a silence rule: nothing can be skipped), all in Python
   nosilence:python  the three other rules, every record decoded in Python
   nosilence:jvm     the same rules, valid events no rule reads dropped in Flink SQL first
+  design:jvm:inline a third part: that enrichment layout (inline, sync, async) with the CRM of
+                    CRM_DSN or the local one (without it: no CRM)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -24,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.settings import LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
-from tests.integration.detect_kafka import RunningJob, create_topics  # noqa: E402
+from jobs.settings import LOCAL_CRM_DSN, LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
+from moments_testing.flink_job import RunningJob, create_topics  # noqa: E402
 from udfs.generator import GeneratorSettings, generate  # noqa: E402
 
 RULES = {
@@ -86,7 +89,7 @@ def progress(job: RunningJob) -> tuple[float, float, float]:
 
 
 def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> dict:
-    rules_name, where = layout.split(":")
+    rules_name, where, *crm = layout.split(":")
     rules = workdir / f"{rules_name}.yaml"
     rules.write_text(rules_text(rules_name))
     outputs = create_topics(args.admin, "bench", {"actions": 2, "dlq": 1, "late": 1})
@@ -102,6 +105,11 @@ def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> 
     ]  # fmt: skip
     if where == "python":
         job_args.append("--no-jvm-prefilter")
+    # A third part names an enrichment layout, with the CRM of CRM_DSN (or the local one).
+    os.environ["CRM_BACKEND"] = "postgres" if crm else "none"
+    os.environ.setdefault("CRM_DSN", LOCAL_CRM_DSN)
+    if crm:
+        job_args += ["--enrichment-layout", crm[0]]
     job = RunningJob(job_args, workdir / f"{layout.replace(':', '-')}-p{parallelism}.log")
     started = finished_at = None
     last = None

@@ -65,9 +65,7 @@ def blocks(path: str) -> list[Block]:
                 skip = marker[len("skip:") :].strip()
             else:
                 name = marker
-        found.append(
-            Block(path, i + 1, fence["lang"], "\n".join(lines[i + 1 : end]), name, skip)
-        )
+        found.append(Block(path, i + 1, fence["lang"], "\n".join(lines[i + 1 : end]), name, skip))
         i = end + 1
     return found
 

@@ -7,6 +7,7 @@ with the distribution's `bin/` scripts, and stops every process it started by pi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -203,11 +204,25 @@ class SessionCluster:
             self.task_managers
         ):
             return
-        self._script("taskmanager.sh", "stop-all")
-        _poll(lambda: self.registered_task_managers() == 0, START_TIMEOUT_S, "TaskManagers gone")
+        self.stop_task_managers()
         self._scripts([("taskmanager.sh", "start")] * self.task_managers)
         self.wait_for_task_managers(self.task_managers)
         self._jobs_seen = self._job_ids()
+
+    def stop_task_managers(self, timeout: float = 30) -> None:
+        """What `taskmanager.sh stop-all` does (SIGTERM, SIGKILL after `timeout`), without its two
+        configuration-parsing JVMs; returns once the JobManager has none registered."""
+        pids = self.task_manager_pids()
+        for pid in pids:
+            _signal(pid, signal.SIGTERM)
+        try:
+            _poll(lambda: not any(_alive(pid) for pid in pids), timeout, "TaskManagers to exit")
+        except TimeoutError:
+            for pid in pids:
+                _signal(pid, signal.SIGKILL)
+        for pid_file in self.pid_dir.glob("flink-*-taskexecutor.pid"):
+            pid_file.unlink()
+        _poll(lambda: self.registered_task_managers() == 0, START_TIMEOUT_S, "TaskManagers gone")
 
     def _job_ids(self) -> set[str]:
         return {job["id"] for job in self.jobs()}
@@ -310,6 +325,12 @@ class SessionCluster:
         for pid in started:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Send `signum` to `pid` unless it has exited already."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def _alive(pid: int) -> bool:

@@ -33,8 +33,8 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from jobs.settings import LOCAL_CRM_DSN, LOCAL_KAFKA_BOOTSTRAP  # noqa: E402
+from moments_testing.vendors import BrazeServer, IterableServer  # noqa: E402
 from schemas.rules import load_rules  # noqa: E402
-from tests.vendor_servers import BrazeServer, IterableServer  # noqa: E402
 from udfs.generator import GeneratorSettings, generate  # noqa: E402
 
 RUN_DIR = ROOT / ".run" / "demo"

@@ -1,8 +1,8 @@
 """Strict local stand-ins for the Braze and Iterable REST APIs (loopback only), for tests and the
 delivery benchmark."""
 
-from tests.vendor_servers.base import Faults
-from tests.vendor_servers.braze import BrazeServer
-from tests.vendor_servers.iterable import IterableServer
+from moments_testing.vendors.base import Faults
+from moments_testing.vendors.braze import BrazeServer
+from moments_testing.vendors.iterable import IterableServer
 
 __all__ = ["BrazeServer", "Faults", "IterableServer"]

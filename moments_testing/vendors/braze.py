@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from tests.vendor_servers.base import Faults, Rejection, Reply, VendorServer
+from moments_testing.vendors.base import Faults, Rejection, Reply, VendorServer
 
 USERS_TRACK = "braze.users_track"
 MESSAGING = "braze.messaging"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.vendor_servers.base import Faults, Rejection, Reply, VendorServer
+from moments_testing.vendors.base import Faults, Rejection, Reply, VendorServer
 
 TRACK = "iterable.track"
 TRACK_BULK = "iterable.track_bulk"

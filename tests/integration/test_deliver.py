@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from jobs import cli
+from moments_testing.vendors import BrazeServer, Faults, IterableServer
 from tests.helpers import wait_for
 from tests.unit.vendors.actions import make_action
-from tests.vendor_servers import BrazeServer, Faults, IterableServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from jobs import cli
+from moments_testing.vendors import BrazeServer
 from tests.helpers import wait_for
 from tests.integration.test_deliver import VENDOR_ENV_NAMES
 from tests.unit.vendors.actions import make_action, many
-from tests.vendor_servers import BrazeServer
 from udfs.delivery.assemble import build_deliverer
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.postgres import PostgresLedger, open_pool

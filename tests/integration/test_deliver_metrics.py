@@ -12,10 +12,10 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from moments_testing.vendors import BrazeServer, Faults
 from tests.helpers import wait_for
 from tests.integration.test_deliver import produce, start_job
 from tests.unit.vendors.actions import make_action
-from tests.vendor_servers import BrazeServer, Faults
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,11 @@ time of detection, the backtest its replay watermark).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from moments_testing import launcher
 from schemas.event import Event
 from schemas.rules import parse_rules
 from tests.integration.detect_data import RULES_YAML, generate, write_inputs
@@ -27,16 +25,7 @@ BOUND_MS = 2_000
 
 
 def run_moments(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    return launcher.run_moments("run", *args, timeout=timeout)
 
 
 def without_detected_at(line: str) -> str:

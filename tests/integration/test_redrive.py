@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from jobs import cli
+from moments_testing.vendors import BrazeServer
 from tests.integration.test_deliver import VENDOR_ENV_NAMES, produce, read_all
 from tests.unit.vendors.actions import make_action
-from tests.vendor_servers import BrazeServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.fakes.profile_api import ProfileApiServer
+from moments_testing.profile_api import ProfileApiServer
 from udfs.crm.http import HttpProfileLookup
 
 TOKEN = "test-token"

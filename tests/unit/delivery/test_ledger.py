@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
+from moments_testing.vendors import BrazeServer, Faults
 from tests.unit.vendors.actions import many
 from tests.unit.vendors.test_delivery import deliverer
-from tests.vendor_servers import BrazeServer, Faults
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.transport import HttpTransport, TransportError
 from udfs.vendors import HttpRequest

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from jobs import cli
+from moments_testing.vendors import BrazeServer, Faults, IterableServer
 from tests.unit.vendors.actions import make_action, many
-from tests.vendor_servers import BrazeServer, Faults, IterableServer
 from udfs.delivery.deliverer import Deliverer
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.transport import HttpTransport

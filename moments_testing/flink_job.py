@@ -1,0 +1,109 @@
+"""A `moments run` job started for a test or a benchmark run: its topics, its process (a group of
+its own), and what its REST API says (job id, metrics summed over subtasks, checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+from moments_testing.launcher import start_moments, stop_group
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def create_topics(
+    admin, prefix: str, partitions: dict[str, int], configs: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """Topics of their own for one test run, `{role: name}`; `configs`: topic configs by role."""
+    from kafka.admin import NewTopic
+
+    run = uuid.uuid4().hex[:8]
+    names = {role: f"test.{prefix}.{run}.{role}" for role in partitions}
+    configs = configs or {}
+    admin.create_topics(
+        [
+            NewTopic(names[role], count, 1, topic_configs=configs.get(role, {}))
+            for role, count in partitions.items()
+        ],
+        timeout_ms=30000,
+    )
+    return names
+
+
+class RunningJob:
+    """`moments run` in a subprocess (its own process group, so stopping it stops its JVM)."""
+
+    def __init__(self, args: list[str], log_path: Path):
+        self.rest_port = free_port()
+        self.log_path = log_path
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = start_moments(["run", *args, "--rest-port", str(self.rest_port)], self.log)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def job_id(self) -> str | None:
+        jobs = [j for j in self._get("/jobs")["jobs"] if j["status"] == "RUNNING"]
+        return jobs[0]["id"] if jobs else None
+
+    def metrics(self) -> dict[str, float]:
+        """Every user metric of the job summed over subtasks, e.g. {"detect.events_in": 12}."""
+        return self.metrics_matching(("decode.", "detect.", "enrich.", "activity."))
+
+    @staticmethod
+    def records_in(metrics: dict[str, float]) -> float:
+        """Records the job took in Kafka mode: those the detect operator got, and those the JVM
+        activity filter skipped or holds (udfs/jvm CollapseActivity)."""
+        names = ("detect.events_in", "activity.skipped", "activity.held")
+        return sum(metrics.get(name, 0) for name in names)
+
+    def metrics_matching(self, prefixes: tuple[str, ...], suffix: str = "") -> dict[str, float]:
+        """Metrics whose id starts with one of `prefixes` and ends with `suffix`, summed."""
+        job = self.job_id()
+        totals: dict[str, float] = {}
+        for vertex in self._get(f"/jobs/{job}")["vertices"]:
+            base = f"/jobs/{job}/vertices/{vertex['id']}/subtasks/metrics"
+            names = [
+                m["id"]
+                for m in self._get(base)
+                if m["id"].startswith(prefixes) and m["id"].endswith(suffix)
+            ]
+            if names:
+                query = urllib.parse.quote(",".join(names), safe=",")
+                for m in self._get(f"{base}?get={query}&agg=sum"):
+                    totals[m["id"]] = m["sum"]
+        return totals
+
+    def metric_min(self, name: str) -> float | None:
+        """The lowest value of metric `name` over the subtasks that report it (e.g.
+        `detect.currentInputWatermark`: the watermark every detect subtask has reached)."""
+        job = self.job_id()
+        values = []
+        for vertex in self._get(f"/jobs/{job}")["vertices"]:
+            base = f"/jobs/{job}/vertices/{vertex['id']}/subtasks/metrics"
+            if any(m["id"] == name for m in self._get(base)):
+                values += [m["min"] for m in self._get(f"{base}?get={name}&agg=min")]
+        return min(values) if values else None
+
+    def checkpoints_completed(self) -> int:
+        job = self.job_id()
+        return self._get(f"/jobs/{job}/checkpoints")["counts"]["completed"] if job else 0
+
+    def stop(self, kill: bool = False) -> None:
+        stop_group(self.process, kill=kill)
+        self.log.close()
