@@ -56,12 +56,12 @@ def configure_parser(parser) -> None:
 
 
 def _max_future_ms(text: str) -> int | None:
-    from jobs.config import ConfigError, parse_max_future
+    from jobs.options import duration_ms
 
     try:
-        return parse_max_future(text)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
+        return duration_ms(text, off=True)
+    except ValueError as error:
+        raise UsageError(f"--max-future: {error}") from None
 
 
 def _bound_ms(text: str) -> int:
@@ -140,17 +140,12 @@ def run(args) -> int:
         for offset, record in source.records():
             current_raw[0] = record
             try:
-                # now: wall-clock time, read per record by the decoder (the guard rails).
-                if parquet:
-                    event = validate_event(record, max_future_ms=max_future_ms)
-                else:
-                    event = decode_event(record, max_future_ms=max_future_ms)
+                event = _read_event(record, parquet, max_future_ms)
             except InvalidEvent as error:
                 replay.count_invalid()
                 raw = json.dumps(record, default=str) if parquet else record
-                dlq.write(
-                    dead_letter_json(raw, error.reason, source=str(source.path), offset=offset)
-                )
+                where = {"source": str(source.path), "offset": offset}
+                dlq.write(dead_letter_json(raw, error.reason, **where))
                 dlq.write("\n")
                 continue
             replay.push(event)
@@ -161,6 +156,13 @@ def run(args) -> int:
     elapsed = time.monotonic() - started
     _print_summary(replay.counts, elapsed, out_path, dlq_path, args.late_out)
     return 0
+
+
+def _read_event(record, parquet: bool, max_future_ms: int | None):
+    """A record by the contract; now is wall-clock time, read per record (the guard rails)."""
+    if parquet:
+        return validate_event(record, max_future_ms=max_future_ms)
+    return decode_event(record, max_future_ms=max_future_ms)
 
 
 class _Null:

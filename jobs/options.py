@@ -3,14 +3,14 @@ help, flag and environment variable with `option(...)`, and the parser, the envi
 the `--help` text are generated from it.
 
 Values are taken from flags, then the environment, then the defaults (a repeatable flag adds its
-items after the variable's), and `load` validates them at start-up into one `OptionsError` line
-naming the flag or variable at fault. A job's model subclasses `Options`; `configure_parser` calls
-`add_arguments` and `run` calls `load`.
+items after the variable's); `load` validates them at start-up into one `OptionsError` line naming
+the flag or variable at fault.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import textwrap
 import typing
@@ -58,8 +58,9 @@ def option(
     **constraints: Any,
 ) -> Any:
     """A field of an `Options` model. The flag defaults to `--field-name`; `flag=None` makes the
-    option environment-only (secrets must be: `secret=True` also reads `ENV_FILE`). `constraints`
-    are pydantic's (`gt`, `ge`, ...)."""
+    option environment-only (secrets must be: `secret=True` also reads `ENV_FILE`), or with no
+    `env` either, a value the job sets itself (`load(..., name=value)`). `default=...`: required.
+    `constraints` are pydantic's (`gt`, `ge`, ...)."""
     if secret and flag not in (None, _DERIVED):
         raise TypeError("a secret has no flag: it comes from the environment only")
     extra = {
@@ -92,6 +93,19 @@ def _seconds(value: Any) -> Any:
     return parse_duration_ms(value) / 1000 if isinstance(value, str) else value
 
 
+def duration_ms(value: Any, *, off: bool = False) -> Any:
+    """A duration given as text (`150ms`, `2s`, or `0`) in milliseconds; with `off`, the text
+    `off` is None (no bound). Anything not text passes to the field's own validation."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if off and text.lower() == "off":
+        return None
+    if text in ("0", "0ms", "0s"):
+        return 0
+    return parse_duration_ms(text)
+
+
 def _comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -100,6 +114,12 @@ def _comma_list(value: Any) -> Any:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 """A duration (`200ms`, `30s`) given as text, held in seconds."""
+
+Millis = Annotated[int, BeforeValidator(duration_ms)]
+"""A duration (`200ms`, `30s`, `0`) given as text, held in milliseconds."""
+
+MillisOrOff = Annotated[int | None, BeforeValidator(functools.partial(duration_ms, off=True))]
+"""As `Millis`, or `off`: None."""
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 """`a,b,c` given as text, held as a tuple; `''` is the empty tuple."""
@@ -155,7 +175,8 @@ class Options(BaseSettings):
 
 def add_arguments(parser: argparse.ArgumentParser, model: type[Options]) -> None:
     """One argument per field with a flag, in declaration order, in its group. A field with a
-    variable defaults to None in the parser, so `load` can tell "not given" from "given"."""
+    variable defaults to None in the parser, so `load` can tell "not given" from "given"; a bool
+    field is a switch (`--no-x` for one that defaults to on)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, field, spec in specs(model):
         if spec.flag is None:
@@ -174,6 +195,12 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[Options]) -> None
             kwargs["metavar"] = spec.metavar
         if spec.repeatable:
             kwargs.update(action="append", default=None)
+        elif field.annotation is bool:
+            # A switch: `--x` sets True, `--no-x` False; not given, the model's default holds.
+            const = not spec.flag.startswith("--no-")
+            kwargs.update(action="store_const", const=const, default=None)
+        elif field.is_required():
+            kwargs.update(required=True, default=None)
         else:
             kwargs["default"] = None if spec.env else field.default
         target.add_argument(spec.flag, **kwargs)
@@ -188,9 +215,15 @@ def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:
 M = TypeVar("M", bound=Options)
 
 
-def load(model: type[M], args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> M:
+def load(
+    model: type[M],
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    **values: Any,
+) -> M:
     """The validated options: flags given, then `environ` (default: the process environment), then
-    the defaults. Any problem is one `OptionsError` naming the flag or variable."""
+    the defaults; `values` sets fields that have neither flag nor variable. Any problem is one
+    `OptionsError` naming the flag or variable."""
     from_env = EnvironSource(model, environ)()
     from_flags = {}
     for name, _field, spec in specs(model):
@@ -201,7 +234,7 @@ def load(model: type[M], args: argparse.Namespace, environ: Mapping[str, str] | 
             value = [*from_env.get(name, []), *value]
         from_flags[name] = value
     try:
-        return model.model_validate({**from_env, **from_flags})
+        return model.model_validate({**from_env, **from_flags, **values})
     except ValidationError as error:
         raise OptionsError(_one_line(model, error, from_flags)) from None
 
@@ -214,7 +247,7 @@ def _one_line(model: type[Options], error: ValidationError, from_flags: dict[str
         if name in model.model_fields:
             spec = spec_of(name, model.model_fields[name])
             label = spec.flag if name in from_flags or spec.env is None else spec.env
-            message = f"{label}: {message}"
+            message = f"{label or name}: {message}"
         if message not in problems:
             problems.append(message)
     return "; ".join(problems)
@@ -245,11 +278,14 @@ def environment_help(model: type[Options], width: int = 100) -> str:
 
 __all__ = [
     "CommaList",
+    "Millis",
+    "MillisOrOff",
     "EnvironSource",
     "Options",
     "OptionsError",
     "Seconds",
     "add_arguments",
+    "duration_ms",
     "environment_help",
     "load",
     "option",

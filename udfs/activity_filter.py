@@ -37,7 +37,7 @@ ACTIVITY_FLUSH_DIVISOR = 8
 
 
 class FilterSettings(NamedTuple):
-    """The filter's parameters, as jobs/sources.py passes them to the Java constructor."""
+    """The filter's parameters, as jobs/connectors/kafka_source.py passes them to the JVM."""
 
     bucket_ms: int
     filtered_types: frozenset[str]

@@ -1,6 +1,7 @@
-"""The JVM side of Kafka mode (jobs.prefilter, udfs/jvm's moments_decode): it vouches for a record
-only when Python's decoder accepts it, with the same fields, and drops only such records of types no
-rule reads. It may pass too much to Python, never drop or misread what Python must see."""
+"""The JVM side of Kafka mode (jobs/connectors/prefilter.py, udfs/jvm's moments_decode): it vouches
+for a record only when Python's decoder accepts it, with the same fields, and drops only such
+records of types no rule reads. It may pass too much to Python, never drop or misread what Python
+must see."""
 
 from __future__ import annotations
 
@@ -107,9 +108,10 @@ def _payloads(read_types):
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import DataTypes, StreamTableEnvironment
 
-    from jobs.detect import UDF_JAR
-    from jobs.prefilter import DECODE_CLASS, DECODE_FUNCTION, keyed_records_query
-    from jobs.sources import keyed_payload_type
+    from jobs import flink_compat
+    from jobs.connectors.kafka_source import keyed_payload_type
+    from jobs.connectors.prefilter import DECODE_CLASS, DECODE_FUNCTION, keyed_records_query
+    from jobs.detection.environment import UDF_JAR
 
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(1)
@@ -129,10 +131,8 @@ def _payloads(read_types):
     )
     t_env.create_temporary_view("events_raw", rows)
     stream = t_env.to_data_stream(t_env.sql_query(keyed_records_query(read_types)))
-    # As jobs.sources.kafka_keyed_records types it (Python gets the same Row objects).
-    stream._j_data_stream.getTransformation().setOutputType(
-        keyed_payload_type().get_java_type_info()
-    )
+    # As kafka_keyed_records types it (Python gets the same Row objects).
+    flink_compat.set_output_type(stream, keyed_payload_type())
     with stream.execute_and_collect() as result:
         return {row[1][4]: row for row in result}
 

@@ -1,7 +1,7 @@
-"""The Kafka source's rowtime (jobs.sources.rowtime_sql, udfs/jvm's moments_event_time): the
-event's own ts as the Python decoder reads it when the record is valid within the guard rails, else
-0, the epoch, below every valid ts, so that an invalid or poisoned record never moves its
-partition's watermark; never NULL (a NULL rowtime fails the job)."""
+"""The Kafka source's rowtime (jobs/connectors/kafka_source.py rowtime_sql, udfs/jvm's
+moments_event_time): the event's own ts as the Python decoder reads it when the record is valid
+within the guard rails, else 0, the epoch, below every valid ts, so that an invalid or poisoned
+record never moves its partition's watermark; never NULL (a NULL rowtime fails the job)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.sources import rowtime_sql
+from jobs.connectors.kafka_source import rowtime_sql
 from schemas.event import parse_ts_ms
 
 pytestmark = pytest.mark.integration
@@ -67,8 +67,8 @@ def epoch_ms(text: str, zone: str) -> int:
 def test_rowtime_is_the_valid_event_ts_else_the_epoch(zone, max_future_ms):
     from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 
-    from jobs.detect import UDF_JAR
-    from jobs.sources import register_decode_function
+    from jobs.connectors.kafka_source import register_decode_function
+    from jobs.detection.environment import UDF_JAR
 
     t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
     t_env.get_config().set("pipeline.jars", UDF_JAR.as_uri())

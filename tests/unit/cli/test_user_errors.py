@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jobs import cli
 from jobs.cli import UsageError
-from jobs.config import ConfigError
+from jobs.options import OptionsError as ConfigError
 from schemas.errors import UserError
 from schemas.rules import RuleFileError
 from udfs.crm import CrmConfigError

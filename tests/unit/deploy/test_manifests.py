@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from jobs import deliver, detect, settings
-from jobs.config import ENV_PROMETHEUS_PORT
+from jobs.detection import environment
+from jobs.detection.config import ENV_PROMETHEUS_PORT
 from schemas.rules import load_rules
 from udfs.delivery import settings as delivery_settings
 
@@ -151,7 +152,7 @@ def test_dockerfile_compiles_the_udfs_against_the_image_flink_and_puts_them_in_l
     assert "COPY --from=flink /opt/flink/lib /opt/flink/lib" in udfs
     assert "COPY udfs/jvm/src /src" in udfs
     assert any("javac" in line and "-cp '/opt/flink/lib/*'" in line for line in udfs)
-    from jobs.detect import UDF_JAR
+    from jobs.detection.environment import UDF_JAR
 
     assert f"COPY --from=udfs /{UDF_JAR.name} /opt/flink/lib/{UDF_JAR.name}" in _final_stage()
 
@@ -334,7 +335,7 @@ def test_compose_flink_cluster_configuration(compose):
         assert properties["jobmanager.rpc.address"] == "jobmanager"
         assert properties["python.executable"] == venv_python
         assert properties["python.client.executable"] == venv_python
-        assert properties["metrics.reporter.prom.factory.class"] == detect.PROMETHEUS_FACTORY
+        assert properties["metrics.reporter.prom.factory.class"] == environment.PROMETHEUS_FACTORY
         assert properties["metrics.reporter.prom.port"] == "9249"
     for name in ("jobmanager", "taskmanager"):
         properties = _flink_properties(services[name]["environment"])
@@ -536,7 +537,7 @@ def test_detect_flinkdeployment_checkpoints_on_its_volume():
 def test_detect_flinkdeployment_reports_to_prometheus():
     spec = _detect()["spec"]
     configuration = spec["flinkConfiguration"]
-    assert configuration["metrics.reporter.prom.factory.class"] == detect.PROMETHEUS_FACTORY
+    assert configuration["metrics.reporter.prom.factory.class"] == environment.PROMETHEUS_FACTORY
     port = configuration["metrics.reporter.prom.port"]
     (container,) = spec["podTemplate"]["spec"]["containers"]
     assert {"name": "metrics", "containerPort": int(port)} in container["ports"]

@@ -9,10 +9,12 @@ import pytest
 
 from jobs import detect
 from jobs.cli import main
-from jobs.config import ConfigError, DetectConfig
-from jobs.prefilter import keyed_records_query
-from jobs.sinks import kafka_sink_ddl
-from jobs.sources import kafka_events_table_ddl
+from jobs.connectors.kafka_sink import kafka_sink_ddl
+from jobs.connectors.kafka_source import kafka_events_table_ddl
+from jobs.connectors.prefilter import keyed_records_query
+from jobs.detection.config import DetectConfig
+from jobs.detection.environment import checkpoint_storage_dir
+from jobs.options import OptionsError as ConfigError
 
 RULES = """\
 rules:
@@ -55,13 +57,13 @@ def test_local_runs_checkpoint_to_disk_and_flink_cli_runs_keep_the_cluster_stora
     rules, _, _ = files
     kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"}
     cfg = config("--rules", str(rules), environ=kafka)
-    local = detect.checkpoint_storage_dir(cfg, environ={})
+    local = checkpoint_storage_dir(cfg, environ={})
     assert local.startswith("file:///") and local.endswith("/micro-moments/checkpoints")
     # Submitted by `flink run` (its Python gets the gateway port): the cluster decides.
-    assert detect.checkpoint_storage_dir(cfg, environ={"PYFLINK_GATEWAY_PORT": "1"}) is None
+    assert checkpoint_storage_dir(cfg, environ={"PYFLINK_GATEWAY_PORT": "1"}) is None
     chosen = config("--rules", str(rules), "--checkpoint-dir", str(tmp_path / "c"), environ=kafka)
     expected = (tmp_path / "c").as_uri()
-    assert detect.checkpoint_storage_dir(chosen, environ={"PYFLINK_GATEWAY_PORT": "1"}) == expected
+    assert checkpoint_storage_dir(chosen, environ={"PYFLINK_GATEWAY_PORT": "1"}) == expected
 
 
 def test_file_mode_defaults(files):
@@ -162,3 +164,33 @@ def test_max_future_defaults_to_an_hour_and_reaches_the_jvm_functions(files, lis
     assert "moments_event_time(`value`, CAST(-1 AS BIGINT))" in kafka_events_table_ddl(kafka)
     query = keyed_records_query(None, max_future_ms=600_000)
     assert "moments_decode(`value`, CAST(600000 AS BIGINT))" in query
+
+
+def test_the_prometheus_port_flag_wins_over_the_environment(files):
+    rules, events, tmp = files
+    file_args = ("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
+    port = {"MOMENTS_PROMETHEUS_PORT": "9300"}
+    assert config(*file_args).prometheus_port == "9249"
+    assert config(*file_args, environ=port).prometheus_port == "9300"
+    assert config(*file_args, "--prometheus-port", "9400", environ=port).prometheus_port == "9400"
+
+
+def test_runtime_flags_are_in_the_model(files):
+    rules, events, tmp = files
+    file_args = ("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
+    cfg = config(*file_args, "--rest-port", "8082", "--from-checkpoint", "file:///c/chk-1")
+    assert (cfg.rest_port, cfg.from_checkpoint) == (8082, "file:///c/chk-1")
+    assert cfg.jvm_prefilter and not config(*file_args, "--no-jvm-prefilter").jvm_prefilter
+    conf = config(*file_args, "--flink-conf", "a=1", "--flink-conf", "b = 2").flink_conf
+    assert conf == ("a=1", "b = 2")
+    with pytest.raises(ConfigError, match="--flink-conf: 'nonsense': expected KEY=VALUE"):
+        config(*file_args, "--flink-conf", "nonsense")
+
+
+def test_a_file_replay_ignores_the_kafka_variable(files, listening_port):
+    rules, events, tmp = files
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"}
+    cfg = config(
+        "--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"), environ=kafka
+    )
+    assert not cfg.kafka_mode

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from jobs.detect import _venv_first_on_path
+from jobs.detection.environment import venv_first_on_path as _venv_first_on_path
 
 BIN = str(Path(sys.executable).parent)
 

@@ -51,7 +51,7 @@ public final class ActivityFilter implements Serializable {
     /** Processing-time timers on this grid, as the Python operator's (udfs/timing.py). */
     public static final long TIMER_GRID_MS = 100;
 
-    // Payload fields (jobs/prefilter.py keyed_records_query).
+    // Payload fields: jobs/connectors/payload.py PAYLOAD_FIELDS (tests/unit/jobs/test_payload.py).
     static final int DECODED = 5;
     static final int EVENT_ID = 6;
     static final int EVENT_TYPE = 7;

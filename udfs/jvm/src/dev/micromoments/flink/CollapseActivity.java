@@ -18,8 +18,8 @@ import org.apache.flink.util.Collector;
  * The activity filter in front of the Python rule engine, as a keyed Flink operator: the rule is
  * {@link ActivityFilter} (stated, and tested record by record, in udfs/activity_filter.py); this
  * class keeps its state in keyed state, its timers in Flink's timer service. Input and output are
- * the keyed records of jobs/sources.py: {@code Row(key, payload)}, the payload as
- * jobs/prefilter.py selects it.
+ * the keyed records of jobs/connectors/kafka_source.py: {@code Row(key, payload)}, the payload's
+ * fields as jobs/connectors/payload.py names them.
  *
  * <p>Metrics: {@code skipped} (activity never forwarded), {@code held} (held now; a counter moved
  * both ways). Records in = forwarded + skipped + held.

@@ -1,20 +1,14 @@
-"""What Python gets from the events topic, decided in the JVM: decoded fields, keyed by user, and
-only the records some rule reads.
-
-`moments_decode` (Java, udfs/jvm) vouches for a record only when it is certainly a valid event as
-the Python decoder reads it, so the dead-letter verdict never changes: anything it cannot judge
-exactly (RFC 3339 timestamps, 5.0, odd types, invalid JSON) goes to Python, which decides. A
-vouched-for event of a type no rule reads is dropped, unless a silence rule reads every event
-(`Engine.event_types_read()` is None); such "activity" then meets the JVM activity filter
-(jobs/sources.py `activity_filter`, udfs/jvm CollapseActivity), which passes on only what the
-engine would keep: the first and last per user and silence gap, after the user's earliest start.
+"""What Python gets from the events topic, decided in the JVM: moments_decode (udfs/jvm) reads each
+record once and vouches for it only when it is certainly valid as the Python decoder reads it, so
+the dead-letter verdict never changes; vouched-for events of a type no rule reads are dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from jobs.sources import sql_string
+from jobs.connectors.payload import sql_row
+from jobs.connectors.sql import sql_string
 from udfs.decode import DEFAULT_MAX_FUTURE_MS
 
 DECODE_FUNCTION = "moments_decode"
@@ -48,8 +42,7 @@ def keyed_records_query(
         types = ", ".join(sql_string(t) for t in sorted(read_types)) or "''"
         where = f" WHERE NOT (d.decoded AND d.event_type NOT IN ({types}))"
     return (
-        "SELECT d.user_id AS k, ROW(d.user_id, `value`, `topic`, `partition`, `offset`, "
-        "d.decoded, d.event_id, d.event_type, d.ts, d.device, d.properties) AS p "
+        f"SELECT d.user_id AS k, {sql_row('d')} AS p "
         # Only the columns used: with `*` the rowtime, which the source already computed for its
         # watermark, was computed again for each record (one more parse in moments_event_time).
         "FROM (SELECT `value`, `topic`, `partition`, `offset`, "

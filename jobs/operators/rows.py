@@ -1,0 +1,16 @@
+"""The records every sink understands: an output row is `Row(kind, key, value)` with kind `action`,
+`late` or `dlq` and value the JSON text; late events and dead letters leave operators on side
+outputs tagged with that type.
+"""
+
+from __future__ import annotations
+
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import OutputTag
+
+KIND_ACTION, KIND_LATE, KIND_DLQ = "action", "late", "dlq"
+OUTPUT_ROW = Types.ROW_NAMED(
+    ["kind", "key", "value"], [Types.STRING(), Types.STRING(), Types.STRING()]
+)
+DLQ_TAG = OutputTag("dead-letter", OUTPUT_ROW)
+LATE_TAG = OutputTag("late-events", OUTPUT_ROW)
