@@ -309,22 +309,24 @@ class SessionCluster:
             out.append(f"== {log.name}\n" + "\n".join(text))
         return "\n".join(out)
 
-    def stop(self) -> None:
-        """Stop the daemons through their scripts, then SIGKILL any that are left."""
+    def stop(self, timeout: float = 30) -> None:
+        """Stop every daemon this cluster started as the bin/ scripts' stop-all does (SIGTERM,
+        SIGKILL after `timeout`), without their configuration-parsing JVMs."""
         started = [
             int(line)
             for pid_file in self.pid_dir.glob("*.pid")
             for line in pid_file.read_text().split()
             if line.strip().isdigit()
         ]
-        for script, what in (("taskmanager.sh", "stop-all"), ("jobmanager.sh", "stop-all")):
-            try:
-                self._script(script, what)
-            except RuntimeError:
-                pass
         for pid in started:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGTERM)
+        try:
+            _poll(lambda: not any(_alive(pid) for pid in started), timeout, "daemons to exit")
+        except TimeoutError:
+            for pid in started:
+                _signal(pid, signal.SIGKILL)
+        for pid_file in self.pid_dir.glob("*.pid"):
+            pid_file.unlink()
 
 
 def _signal(pid: int, signum: int) -> None:
