@@ -10,6 +10,7 @@ the flag or variable at fault.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import functools
 import os
 import textwrap
@@ -125,12 +126,18 @@ CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 """`a,b,c` given as text, held as a tuple; `''` is the empty tuple."""
 
 
+# The environment `load` was given, for the model's own source while `load` validates (else the
+# model reads the process environment again, under a mapping `load` filtered).
+_LOADING_ENVIRON = contextvars.ContextVar[Mapping[str, str] | None]("environ", default=None)
+
+
 class EnvironSource(PydanticBaseSettingsSource):
     """The variables the fields declare (only those), from `environ` or the process environment.
     A blank variable counts as unset; a secret is read by `read_secret` (`NAME` or `NAME_FILE`)."""
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None):
         super().__init__(settings_cls)
+        environ = _LOADING_ENVIRON.get() if environ is None else environ
         self._environ = os.environ if environ is None else environ
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -233,10 +240,13 @@ def load(
         if spec.repeatable:
             value = [*from_env.get(name, []), *value]
         from_flags[name] = value
+    token = _LOADING_ENVIRON.set(os.environ if environ is None else environ)
     try:
         return model.model_validate({**from_env, **from_flags, **values})
     except ValidationError as error:
         raise OptionsError(_one_line(model, error, from_flags)) from None
+    finally:
+        _LOADING_ENVIRON.reset(token)
 
 
 def _one_line(model: type[Options], error: ValidationError, from_flags: dict[str, Any]) -> str:
@@ -276,17 +286,5 @@ def environment_help(model: type[Options], width: int = 100) -> str:
     return "\n".join(lines)
 
 
-__all__ = [
-    "CommaList",
-    "Millis",
-    "MillisOrOff",
-    "EnvironSource",
-    "Options",
-    "OptionsError",
-    "Seconds",
-    "add_arguments",
-    "duration_ms",
-    "environment_help",
-    "load",
-    "option",
-]
+__all__ = ["CommaList", "Millis", "MillisOrOff", "EnvironSource", "Options", "OptionsError"]
+__all__ += ["Seconds", "add_arguments", "duration_ms", "environment_help", "load", "option"]

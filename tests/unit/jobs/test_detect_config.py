@@ -194,3 +194,12 @@ def test_a_file_replay_ignores_the_kafka_variable(files, listening_port):
         "--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"), environ=kafka
     )
     assert not cfg.kafka_mode
+
+
+def test_a_file_replay_ignores_the_kafka_variable_of_the_process(files, monkeypatch):
+    # The model's own settings source must not read the process environment behind the
+    # filtered mapping `from_args` passes down (a shell with KAFKA_BOOTSTRAP_SERVERS set).
+    rules, events, tmp = files
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    args = parse("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
+    assert not DetectConfig.from_args(args).kafka_mode
