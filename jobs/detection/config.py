@@ -159,7 +159,7 @@ class DetectConfig(Options):
         flag="--no-jvm-prefilter",
         group=RUNTIME,
     )
-    enrichment_layout: Literal["inline", "sync", "async"] = option(
+    enrichment_layout: Literal["sync", "async"] = option(
         "async",
         "CRM lookups (configured by CRM_* variables): PyFlink AsyncDataStream in a "
         "process-mode operator (default: a slow CRM does not stall detection), or cached "
