@@ -224,10 +224,10 @@ class FlinkJob:
         for job in list(cls.running):
             job.stop()
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path):
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
         self.name = name
         self.rest_port = free_port()
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -280,12 +280,23 @@ class FlinkJob:
         totals: dict[str, float] = {}
         for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
             base = f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
-            prefixes = ("decode.", "detect.", "activity.")
+            prefixes = ("decode.", "detect.", "activity.", "enrich.")
             names = [m["id"] for m in self.get(base) if m["id"].startswith(prefixes)]
             if names:
                 for m in self.get(f"{base}?get={','.join(names)}&agg=sum"):
                     totals[m["id"]] = m["sum"]
         return totals
+
+    def vertex_load(self) -> dict[str, dict[str, float]]:
+        """Per vertex: busy, back-pressured and idle ms per second (the latest sample, the
+        maximum over subtasks), to see which operator a backlog piles up in front of."""
+        load = {}
+        names = "busyTimeMsPerSecond,backPressuredTimeMsPerSecond,idleTimeMsPerSecond"
+        for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
+            base = f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
+            values = self.get(f"{base}?get={names}&agg=max")
+            load[vertex["name"][:60]] = {m["id"]: m["max"] for m in values}
+        return load
 
     def latest_checkpoint(self) -> dict | None:
         try:

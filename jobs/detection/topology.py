@@ -74,8 +74,8 @@ def file_keyed_events(env, config: DetectConfig):
 
 
 def detect_operator(config: DetectConfig):
-    """The rule engine's operator, its output type and whether actions still need enriching (in
-    an operator after it, `sync` or `async`)."""
+    """The rule engine's operator, its output type and whether actions still need enriching
+    (the `inline` layout enriches inside the operator; `sync`/`async` in one after it)."""
     from pyflink.common import Types
 
     from jobs.operators.detect import DetectMoments
@@ -83,14 +83,22 @@ def detect_operator(config: DetectConfig):
 
     file_mode = not config.kafka_mode
     enrich = config.crm.backend != "none"
-    detector = DetectMoments(
+    inline = enrich and config.enrichment_layout == "inline"
+    if inline:
+        from jobs.operators.enrich_inline import EnrichingDetectMoments
+
+        detector_class, extra = EnrichingDetectMoments, {"crm_settings": config.crm}
+        extra["block"] = file_mode
+    else:
+        detector_class, extra = DetectMoments, {"emit_json": not enrich}
+    detector = detector_class(
         config.rules,
         state_ttl_ms=config.state_ttl_ms,
         idle_fire_after_ms=config.idle_fire_after_ms,
         event_time_detected_at=file_mode,
         decode_rows=not file_mode,
         max_future_ms=config.max_future_ms,
-        emit_json=not enrich,
+        **extra,
     )
-    output_type = Types.PICKLED_BYTE_ARRAY() if enrich else OUTPUT_ROW
-    return detector, output_type, enrich
+    output_type = Types.PICKLED_BYTE_ARRAY() if enrich and not inline else OUTPUT_ROW
+    return detector, output_type, enrich and not inline

@@ -163,3 +163,21 @@ def test_the_pyflink_lifecycle_async_on_a_loop_thread_then_close(crm_dsn):
         loop.close()
         crm.close()  # must not hang or raise with the loop gone
         gc.collect()  # nothing left pending on the dead loop to complain about
+
+
+def test_a_batch_is_one_query_with_a_result_per_user(lookup):
+    users = ["u-1", "u-999", "u-2", "'; drop table crm_profiles; --"]
+    results = lookup.lookup_many(users)
+    assert list(results) == users
+    assert_seeded_u1(results["u-1"])
+    assert results["u-2"].profile["segment"] == "regular"
+    assert results["u-999"].status == results[users[-1]].status == "missing"
+
+
+def test_a_batch_against_a_database_that_is_down_is_unavailable_within_its_budget():
+    crm = PostgresProfileLookup(CLOSED_PORT_DSN, timeout_s=0.2, retries=5)
+    try:
+        results = crm.lookup_many(["u-1", "u-2"], timeout_s=0.1)
+    finally:
+        crm.close()
+    assert {(r.status, r.reason) for r in results.values()} == {("unavailable", "connection")}

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from moments_testing import launcher
 from tests.integration.detect_data import RULES_YAML
 
 pytestmark = pytest.mark.integration
@@ -40,34 +39,25 @@ def run_with_crm(tmp_path: Path, dsn: str, layout: str) -> dict[str, dict]:
         "CRM_TIMEOUT_MS": "300",
         "CRM_RETRIES": "1",
     }
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "run",
-            "--rules",
-            str(rules),
-            "--events",
-            str(events),
-            "--out",
-            str(out),
-            "--enrichment-layout",
-            layout,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
+    result = launcher.run_moments(
+        "run",
+        "--rules",
+        str(rules),
+        "--events",
+        str(events),
+        "--out",
+        str(out),
+        "--enrichment-layout",
+        layout,
         env=env,
-        cwd=ROOT,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     actions = [json.loads(line) for line in out.read_text().splitlines()]
     return {(a["user_id"], a["rule_id"]): a for a in actions}
 
 
-@pytest.mark.parametrize("layout", ["sync", "async"])
+@pytest.mark.parametrize("layout", ["inline", "sync", "async"])
 def test_known_and_unknown_users(tmp_path, crm_dsn, layout):
     actions = run_with_crm(tmp_path, crm_dsn, layout)
     known = actions[("u-1", "cart_silence")]
@@ -78,7 +68,7 @@ def test_known_and_unknown_users(tmp_path, crm_dsn, layout):
     assert len(actions) == 4  # cart_silence and no_checkout for each user
 
 
-@pytest.mark.parametrize("layout", ["sync", "async"])
+@pytest.mark.parametrize("layout", ["inline", "sync", "async"])
 def test_crm_down_still_emits_every_action(tmp_path, layout):
     actions = run_with_crm(tmp_path, f"postgresql://moments@127.0.0.1:{closed_port()}/crm", layout)
     assert len(actions) == 4

@@ -9,8 +9,9 @@
 Environment: CRM_BACKEND (postgres | http | none; default postgres when CRM_DSN or CRM_DSN_FILE is
 set, else http when CRM_HTTP_URL is set, else none), CRM_DSN or CRM_DSN_FILE, CRM_TABLE,
 CRM_HTTP_URL, CRM_HTTP_TOKEN or CRM_HTTP_TOKEN_FILE, CRM_TIMEOUT_MS (200), CRM_RETRIES (2),
-CRM_CACHE_TTL_S (300), CRM_CACHE_SIZE (100000), CRM_POOL_SIZE (4). A variable and its _FILE twin
-together are an error: which one wins would be a guess.
+CRM_CACHE_TTL_S (300), CRM_CACHE_SIZE (100000), CRM_POOL_SIZE (4), CRM_PREFETCH (events: the
+inline layout looks a user up at each event a rule reads; actions: only when an action fires). A
+variable and its _FILE twin together are an error: which one wins would be a guess.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class CrmSettings(BaseModel):
     cache_ttl_s: float = Field(300.0, ge=0)
     cache_size: int = Field(100_000, ge=0)
     pool_size: int = Field(4, ge=1, le=100)
+    # inline layout: look a user up at each event a rule reads (events) or when an action fires
+    prefetch: Literal["events", "actions"] = "events"
 
     @model_validator(mode="after")
     def _backend_has_what_it_needs(self) -> CrmSettings:
@@ -116,6 +119,7 @@ _FIELDS_BY_VARIABLE = {
     "CRM_CACHE_TTL_S": "cache_ttl_s",
     "CRM_CACHE_SIZE": "cache_size",
     "CRM_POOL_SIZE": "pool_size",
+    "CRM_PREFETCH": "prefetch",
 }
 _VARIABLES_BY_FIELD = {field: variable for variable, field in _FIELDS_BY_VARIABLE.items()} | {
     "backend": "CRM_BACKEND",
@@ -157,11 +161,39 @@ def from_env(environ: Mapping[str, str]) -> CrmSettings:
         raise CrmConfigError("; ".join(problems)) from None
 
 
+def build_prefetcher(settings: CrmSettings):
+    """The configured backend behind a `ProfilePrefetcher` (background batched lookups and the
+    TTL cache), or None for `backend: none`. PostgreSQL answers a batch in one query, so two
+    workers suffice; the HTTP API is asked one user at a time, by `pool_size` workers."""
+    from udfs.crm.prefetch import ProfilePrefetcher
+
+    backend = _backend(settings)
+    if backend is None:
+        return None
+    workers = min(2, settings.pool_size) if settings.backend == "postgres" else settings.pool_size
+    return ProfilePrefetcher(
+        backend,
+        timeout_s=settings.timeout_s,
+        ttl_s=settings.cache_ttl_s,
+        max_entries=settings.cache_size,
+        workers=workers,
+    )
+
+
 def build_lookup(settings: CrmSettings) -> ProfileLookup | None:
     """The configured backend behind the TTL cache (when `cache_ttl_s` and `cache_size` are both
     non-zero), or None for `backend: none`."""
     from udfs.crm.cache import CachedProfileLookup
 
+    lookup = _backend(settings)
+    if lookup is not None and settings.cache_ttl_s > 0 and settings.cache_size > 0:
+        lookup = CachedProfileLookup(
+            lookup, ttl_s=settings.cache_ttl_s, max_entries=settings.cache_size
+        )
+    return lookup
+
+
+def _backend(settings: CrmSettings) -> ProfileLookup | None:
     lookup: ProfileLookup
     if settings.backend == "postgres":
         from udfs.crm.postgres import PostgresProfileLookup
@@ -184,8 +216,4 @@ def build_lookup(settings: CrmSettings) -> ProfileLookup | None:
         )
     else:
         return None
-    if settings.cache_ttl_s > 0 and settings.cache_size > 0:
-        lookup = CachedProfileLookup(
-            lookup, ttl_s=settings.cache_ttl_s, max_entries=settings.cache_size
-        )
     return lookup

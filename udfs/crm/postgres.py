@@ -109,6 +109,9 @@ class PostgresProfileLookup:
         self._query = sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
             table_identifier(table), sql.Identifier(KEY_COLUMN)
         )
+        self._query_many = sql.SQL("SELECT * FROM {} WHERE {} = ANY(%s)").format(
+            table_identifier(table), sql.Identifier(KEY_COLUMN)
+        )
         self._timeout_s = timeout_s
         self._retries = retries
         self._pool_size = pool_size
@@ -171,6 +174,32 @@ class PostgresProfileLookup:
                     return LookupResult(
                         "unavailable", latency_ms=budget.elapsed_ms(), reason=reason
                     )
+                time.sleep(delay)
+                attempt += 1
+
+    def lookup_many(
+        self, user_ids: list[str], timeout_s: float | None = None
+    ) -> dict[str, LookupResult]:
+        """One query for many users (`= ANY(%s)`): each is `ok` or `missing`, or all are
+        `unavailable` when the query fails; one budget for the batch (`timeout_s`, at most the
+        lookup's own), retries included."""
+        budget = Budget(min(timeout_s or self._timeout_s, self._timeout_s))
+        attempt = 0
+        while True:
+            try:
+                pool = self._sync_pool()
+                with pool.connection(timeout=max(budget.remaining_s(), 0.001)) as conn:
+                    rows = conn.execute(self._query_many, (list(user_ids),)).fetchall()
+                found = {row[KEY_COLUMN]: row for row in rows}
+                return {user: self._found(found.get(user), budget) for user in user_ids}
+            except Exception as exc:  # never raise for CRM trouble
+                reason = self._failure(exc)
+                delay = backoff_s(attempt)
+                if not (_is_transient(exc) and budget.allows_retry(attempt, self._retries, delay)):
+                    failed = LookupResult(
+                        "unavailable", latency_ms=budget.elapsed_ms(), reason=reason
+                    )
+                    return dict.fromkeys(user_ids, failed)
                 time.sleep(delay)
                 attempt += 1
 

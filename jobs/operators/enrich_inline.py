@@ -1,0 +1,106 @@
+"""The detection operator with enrichment inside it (`--enrichment-layout inline`).
+
+Each event a rule reads starts its user's CRM lookup on a background thread (udfs/crm/prefetch.py);
+an action that fires is enriched in the same operator, or held in keyed state until the profile
+is known or the lookup budget ran out (udfs/inline_enrichment.py). No second operator, no pickled
+hop between a thread-mode and a process-mode operator, and the profile is at hand where an
+action's fate is decided.
+"""
+
+from __future__ import annotations
+
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import TimeDomain
+from pyflink.datastream.state import ValueStateDescriptor
+
+from jobs.connectors import payload as p
+from jobs.operators.detect import DetectMoments
+from jobs.operators.rows import KIND_ACTION
+from schemas.action import Action
+
+
+class EnrichmentMetrics:
+    """enrich.{ok,missing,unavailable}, enrich.cache_hits (actions whose profile was known when
+    they fired), enrich.held (actions that waited for theirs), enrich.crm_latency_ms (the latest
+    lookup, a gauge) and enrich.crm_latency_ms_total, in the detect operator's "enrich" group."""
+
+    def __init__(self, runtime_context):
+        metrics = runtime_context.get_metrics_group().add_group("enrich")
+        self.outcomes = {s: metrics.counter(s) for s in ("ok", "missing", "unavailable")}
+        self.cache_hits = metrics.counter("cache_hits")
+        self.held = metrics.counter("held")
+        self.latency_total = metrics.counter("crm_latency_ms_total")
+        self.last_latency_ms = 0
+        metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
+
+    def record(self, result) -> None:
+        self.outcomes[result.status].inc()
+        if result.cached:
+            self.cache_hits.inc()
+        self.last_latency_ms = result.latency_ms
+        self.latency_total.inc(int(result.latency_ms))
+
+
+class EnrichingDetectMoments(DetectMoments):
+    """DetectMoments whose actions leave as enriched output rows. `block`: wait for a lookup
+    instead of holding its action (file mode, where processing-time timers stop with the
+    input)."""
+
+    def __init__(self, *args, crm_settings, block: bool = False, **kwargs):
+        super().__init__(*args, emit_json=False, **kwargs)
+        self.crm_settings = crm_settings
+        self.block = block
+
+    def open(self, runtime_context) -> None:
+        from udfs.crm.factory import build_prefetcher
+        from udfs.inline_enrichment import InlineEnrichment
+
+        super().open(runtime_context)
+        held = runtime_context.get_state(ValueStateDescriptor("held", Types.PICKLED_BYTE_ARRAY()))
+        metrics = EnrichmentMetrics(runtime_context)
+        self.prefetcher = build_prefetcher(self.crm_settings)
+        self.prefetch_events = self.crm_settings.prefetch == "events"
+        self.enrichment = InlineEnrichment(
+            self.prefetcher,
+            held,
+            budget_ms=self.crm_settings.timeout_ms,
+            block=self.block,
+            record=metrics.record,
+            on_hold=metrics.held.inc,
+        )
+
+    def process_element(self, value, ctx):
+        if self.prefetch_events:
+            event_type = _event_type(value)
+            if event_type is None or not self.engine.is_activity(event_type):
+                self.enrichment.prefetch(value[p.USER_ID] if len(value) > 3 else value[0])
+        yield from super().process_element(value, ctx)
+
+    def on_timer(self, timestamp: int, ctx):
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            for action in self.enrichment.on_timer(ctx):
+                yield _row(action)
+        for out in super().on_timer(timestamp, ctx):
+            if isinstance(out, Action):
+                for action in self.enrichment.on_action(ctx, out):
+                    yield _row(action)
+            else:
+                yield out
+
+    def close(self) -> None:
+        if getattr(self, "prefetcher", None) is not None:
+            self.prefetcher.close()
+        super().close()
+
+
+def _event_type(value) -> str | None:
+    """The event type of a record reaching the operator when it is known before decoding: a file
+    record's EngineEvent, or a Kafka row the JVM vouched for; else None."""
+    if len(value) == 3:
+        return value[1].event_type
+    return value[p.EVENT_TYPE] if value[p.DECODED] else None
+
+
+def _row(action: Action) -> Row:
+    return Row(KIND_ACTION, action.user_id, action.to_json_bytes().decode())
