@@ -8,6 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Enrichment = Literal["ok", "missing", "unavailable", "skipped"]
+#: Why a detection was not sent (DESIGN.md "Fate of a detection", in the order decided).
+Suppression = Literal["audience", "no_profile", "quiet_hours", "cap", "control"]
+#: A detection's fate: sent, deferred (quiet hours), or the reason it was suppressed.
+Fate = Literal["sent", "deferred", "audience", "no_profile", "quiet_hours", "cap", "control"]
 
 
 def action_id(rule_id: str, user_id: str, trigger_ts: int) -> str:
@@ -42,6 +46,20 @@ class Action(BaseModel):
     campaign_id: str | None = None
     canvas_id: str | None = None
     workflow_id: int | str | None = None
+    arm: str | None = Field(
+        None,
+        description="The user's arm (control, treatment or a variant); null without an experiment.",
+    )
+    experiment: str | None = Field(None, description="The experiment's salt; null without one.")
+    deliver_at: int | None = Field(
+        None, description="Deferred by quiet hours: deliver at this epoch ms (null: now)."
+    )
+    rules_version: str | None = Field(
+        None, description="The rules version in force at trigger_ts (live rules)."
+    )
+    suppressed: Suppression | None = Field(
+        None, description="Only on the suppressed-actions output: why it was not sent."
+    )
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

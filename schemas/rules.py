@@ -19,13 +19,15 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
+from schemas.campaign import Audience, Goal, Limits, Share
+from schemas.conditions import validate_filter
 from schemas.durations import parse_duration_ms
 from schemas.errors import UserError
 
 RULE_ID = re.compile(r"^[a-z0-9_]+$")
-FILTER_OPERATORS = ("gt", "gte", "lt", "lte", "ne", "exists")
 DESTINATIONS = ("kafka", "braze", "iterable")
 
 DurationMs = Annotated[
@@ -57,47 +59,11 @@ class RuleFileError(UserError):
         self.path, self.problems = path, problems
 
 
-def _check_scalar(value: object, where: str) -> None:
-    if isinstance(value, (dict, list)) or value is None:
-        raise ValueError(f"{where}: expected a scalar (string, number or boolean), got {value!r}")
-
-
 def _validate_filter(value: object) -> dict[str, Any]:
     """A filter is a map from a key to a scalar, a list of scalars or an operator map."""
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"a filter must be a mapping of key to condition, got {value!r}")
-    for key, condition in value.items():
-        if not isinstance(key, str) or not (
-            key in ("event_type", "device")
-            or (key.startswith("properties.") and len(key) > len("properties."))
-        ):
-            raise ValueError(
-                f"unknown filter key {key!r} (expected event_type, device or properties.<name>)"
-            )
-        if isinstance(condition, list):
-            if not condition:
-                raise ValueError(f"{key}: an empty list matches nothing")
-            for item in condition:
-                _check_scalar(item, key)
-        elif isinstance(condition, dict):
-            if not condition:
-                raise ValueError(f"{key}: an empty operator map")
-            for op, operand in condition.items():
-                if op not in FILTER_OPERATORS:
-                    raise ValueError(
-                        f"{key}: unknown operator {op!r} (expected one of "
-                        f"{', '.join(FILTER_OPERATORS)})"
-                    )
-                if op == "exists":
-                    if not isinstance(operand, bool):
-                        raise ValueError(f"{key}: exists takes true or false, got {operand!r}")
-                else:
-                    _check_scalar(operand, f"{key}.{op}")
-        else:
-            _check_scalar(condition, key)
-    return value
+    return validate_filter(value)
 
 
 FILTER_JSON_SCHEMA = {
@@ -199,6 +165,47 @@ class ActionSpec(_Strict):
         return value
 
 
+class Variant(_Strict):
+    """A split of the treated users; its `action` replaces the rule's."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Unique within the experiment.")
+    weight: int = Field(gt=0, description="Integer weight; shares are weight / sum of weights.")
+    action: ActionSpec = Field(description="The action treated users of this variant get.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_control(cls, value: str) -> str:
+        if value == "control":
+            raise ValueError("'control' is the holdout's arm, not a variant name")
+        return value
+
+
+class Experiment(_Strict):
+    """Who the rule runs for (`rollout`) and who of those is held out (`holdout`), by hash."""
+
+    salt: str | None = Field(
+        None, min_length=1, description="Default: the rule id. A new salt reshuffles users."
+    )
+    rollout: Share = Field(1.0, description="Share of users the rule runs for at all.")
+    holdout: Share = Field(0.0, description="Share of those users in the control arm.")
+    variants: list[Variant] | None = Field(None, min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, value: list[Variant] | None) -> list[Variant] | None:
+        names = [v.name for v in value or ()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variant names must be unique: {', '.join(dupes)} repeated")
+        return value
+
+    @model_validator(mode="after")
+    def _holdout_not_all(self) -> Experiment:
+        if self.holdout >= 1.0 and self.variants:
+            raise ValueError("holdout 100% leaves no user for the variants")
+        return self
+
+
 class Rule(_Strict):
     id: str = Field(pattern=RULE_ID.pattern, description="Unique id, [a-z0-9_]+.")
     description: str | None = None
@@ -207,10 +214,38 @@ class Rule(_Strict):
         None, description="Frequency cap per (rule, user), in event time."
     )
     action: ActionSpec
+    audience: Audience | None = Field(
+        None, description="Who may get the action: filters on the enriched CRM profile."
+    )
+    experiment: Experiment | None = Field(
+        None, description="Rollout, holdout and variants, assigned per user by hash."
+    )
+    goal: Goal | None = Field(
+        None, description="What counts as converting: an event filter plus `within`."
+    )
+
+    @property
+    def salt(self) -> str | None:
+        """The experiment's salt (the rule id by default); None without an experiment."""
+        if self.experiment is None:
+            return None
+        return self.experiment.salt or self.id
 
 
 class RuleFile(_Strict):
+    limits: Limits | None = None
     rules: list[Rule] = Field(min_length=1)
+
+
+class RuleSet(list):
+    """The rules of a file in file order (a list of Rule) and the file's `limits` (None: none)."""
+
+    def __init__(self, rules=(), limits: Limits | None = None):
+        super().__init__(rules)
+        self.limits = limits
+
+    def __reduce__(self):
+        return (RuleSet, (list(self), self.limits))
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -258,15 +293,16 @@ def _rule_label(raw: object, index: int) -> str:
     return f"#{index + 1}"
 
 
-def parse_rules(document: object, source: str = "<rules>") -> list[Rule]:
+def parse_rules(document: object, source: str = "<rules>") -> RuleSet:
     """Validate an already-parsed rules document; raise RuleFileError with every problem."""
     if not isinstance(document, dict) or "rules" not in document:
         raise RuleFileError(source, [RuleError("-", "rules", "the file must hold `rules: [...]`")])
     raw_rules = document["rules"]
     problems: list[RuleError] = []
-    extra = sorted(set(document) - {"rules"})
+    extra = sorted(set(document) - {"rules", "limits"})
     if extra:
         problems.append(RuleError("-", ", ".join(extra), "unknown top-level field"))
+    limits = _parse_limits(document.get("limits"), problems)
     if not isinstance(raw_rules, list) or not raw_rules:
         problems.append(RuleError("-", "rules", "must be a non-empty list of rules"))
         raise RuleFileError(source, problems)
@@ -284,16 +320,33 @@ def parse_rules(document: object, source: str = "<rules>") -> list[Rule]:
             problems.append(RuleError(label, "rule", "must be a mapping"))
             continue
         try:
-            rules.append(Rule.model_validate(raw))
+            rule = Rule.model_validate(raw)
         except ValidationError as error:
             for item in error.errors(include_url=False):
                 problems.append(RuleError(label, _field_path(item["loc"]), _reason(item, raw)))
+            continue
+        if rule.experiment is not None and rule.goal is None:
+            reason = "needs a goal (a holdout that measures nothing only loses lift)"
+            problems.append(RuleError(label, "experiment", reason))
+        rules.append(rule)
     if problems:
         raise RuleFileError(source, problems)
-    return rules
+    return RuleSet(rules, limits)
 
 
-def load_rules(path: str | Path) -> list[Rule]:
+def _parse_limits(raw: object, problems: list[RuleError]) -> Limits | None:
+    if raw is None:
+        return None
+    try:
+        return Limits.model_validate(raw)
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            path = _field_path(("limits", *item["loc"]))
+            problems.append(RuleError("-", path, _reason(item, {})))
+        return None
+
+
+def load_rules(path: str | Path) -> RuleSet:
     """Read and validate a YAML rules file."""
     path = Path(path)
     try:
