@@ -6,27 +6,38 @@
 `CrmSettings` pickles (PyFlink ships it to the workers); build the lookup in the operator's
 `open()`, since pools and threads do not pickle.
 
-Environment: CRM_BACKEND (postgres | http | none; default postgres when CRM_DSN or CRM_DSN_FILE is
-set, else http when CRM_HTTP_URL is set, else none), CRM_DSN or CRM_DSN_FILE, CRM_TABLE,
-CRM_HTTP_URL, CRM_HTTP_TOKEN or CRM_HTTP_TOKEN_FILE, CRM_TIMEOUT_MS (200), CRM_RETRIES (2),
-CRM_CACHE_TTL_S (300), CRM_CACHE_SIZE (100000), CRM_POOL_SIZE (4), CRM_PREFETCH (events: the
-inline layout looks a user up at each event a rule reads; actions: only when an action fires). A
-variable and its _FILE twin together are an error: which one wins would be a guess.
+Environment: CRM_BACKEND (postgres | http | file | none; default postgres when CRM_DSN or
+CRM_DSN_FILE is set, else http when CRM_HTTP_URL is set, else file when CRM_PROFILES_FILE is set,
+else none), CRM_DSN or CRM_DSN_FILE, CRM_TABLE, CRM_PROFILES_FILE (a JSONL snapshot, one
+`{"user_id": ..., <fields>}` per line, read once into memory: udfs/crm/file.py), CRM_HTTP_URL,
+CRM_HTTP_TOKEN or CRM_HTTP_TOKEN_FILE, CRM_TIMEOUT_MS (200), CRM_RETRIES (2), CRM_CACHE_TTL_S
+(300), CRM_CACHE_SIZE (100000), CRM_POOL_SIZE (4), CRM_PREFETCH (events: the inline layout looks a
+user up at each event a rule reads; actions: only when an action fires). A variable and its _FILE
+twin together are an error: which one wins would be a guess.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.errors import UserError
 from udfs.crm.base import ProfileLookup
 from udfs.secrets import SecretError, read_secret
 
-Backend = Literal["postgres", "http", "none"]
+Backend = Literal["postgres", "http", "file", "none"]
 
 
 class CrmConfigError(UserError, ValueError):
@@ -43,6 +54,7 @@ class CrmSettings(BaseModel):
     table: str = Field("crm_profiles", pattern=r"^[A-Za-z_]\w{0,62}(\.[A-Za-z_]\w{0,62})?$")
     http_url: str | None = None
     http_token: SecretStr | None = None
+    profiles_file: str | None = None
     timeout_ms: int = Field(200, ge=1, le=60_000)
     retries: int = Field(2, ge=0, le=10)
     cache_ttl_s: float = Field(300.0, ge=0)
@@ -67,7 +79,23 @@ class CrmSettings(BaseModel):
                 raise ValueError("CRM_HTTP_URL must not carry credentials; use CRM_HTTP_TOKEN")
             if self.http_token is None or not self.http_token.get_secret_value():
                 raise ValueError("CRM_BACKEND=http needs CRM_HTTP_TOKEN or CRM_HTTP_TOKEN_FILE")
+        if self.backend == "file" and not self.profiles_file:
+            raise ValueError("CRM_BACKEND=file needs CRM_PROFILES_FILE")
         return self
+
+    @field_validator("profiles_file")
+    @classmethod
+    def _existing_file(cls, value: str | None) -> str | None:
+        # Absolute: the workers that read it may run in another directory.
+        if value is None:
+            return None
+        if not Path(value).is_file():
+            raise ValueError(f"{value}: no such file")
+        from udfs.crm.file import load_profiles
+
+        # Read at start-up (once per process): a bad line is one error before any job starts.
+        load_profiles(value)
+        return str(Path(value).resolve())
 
     @property
     def timeout_s(self) -> float:
@@ -81,6 +109,8 @@ class CrmSettings(BaseModel):
             parts = urlsplit(self.http_url)
             port = f":{parts.port}" if parts.port else ""
             where = f"{parts.scheme}://{parts.hostname}{port}"
+        elif self.backend == "file":
+            return f"CRM: file {self.profiles_file} (read once into memory)"
         else:
             return "CRM: none (enrichment skipped)"
         return (
@@ -114,6 +144,7 @@ def _dsn_location(dsn: str) -> str:
 _FIELDS_BY_VARIABLE = {
     "CRM_TABLE": "table",
     "CRM_HTTP_URL": "http_url",
+    "CRM_PROFILES_FILE": "profiles_file",
     "CRM_TIMEOUT_MS": "timeout_ms",
     "CRM_RETRIES": "retries",
     "CRM_CACHE_TTL_S": "cache_ttl_s",
@@ -146,7 +177,15 @@ def from_env(environ: Mapping[str, str]) -> CrmSettings:
         values["http_token"] = token
     backend = environ.get("CRM_BACKEND", "").strip().lower()
     if not backend:
-        backend = "postgres" if dsn is not None else "http" if values.get("http_url") else "none"
+        backend = (
+            "postgres"
+            if dsn is not None
+            else "http"
+            if values.get("http_url")
+            else "file"
+            if values.get("profiles_file")
+            else "none"
+        )
     values["backend"] = backend
     try:
         return CrmSettings.model_validate(values)
@@ -161,16 +200,31 @@ def from_env(environ: Mapping[str, str]) -> CrmSettings:
         raise CrmConfigError("; ".join(problems)) from None
 
 
+def with_profiles_file(environ: Mapping[str, str], path: str | Path) -> dict[str, str]:
+    """`environ` with the snapshot at `path` as the CRM (`moments run --profiles`); an error when
+    the file is missing or CRM_BACKEND names another backend (which one was meant is a guess)."""
+    if not Path(path).is_file():
+        raise CrmConfigError(f"--profiles: {path}: no such file")
+    backend = environ.get("CRM_BACKEND", "").strip().lower()
+    if backend not in ("", "file"):
+        raise CrmConfigError(
+            f"--profiles makes the snapshot file the CRM, but CRM_BACKEND={backend} is set: "
+            "drop one of them"
+        )
+    return {**environ, "CRM_BACKEND": "file", "CRM_PROFILES_FILE": str(path)}
+
+
 def build_prefetcher(settings: CrmSettings):
     """The configured backend behind a `ProfilePrefetcher` (background batched lookups and the
-    TTL cache), or None for `backend: none`. PostgreSQL answers a batch in one query, so two
-    workers suffice; the HTTP API is asked one user at a time, by `pool_size` workers."""
+    TTL cache), or None for `backend: none`. PostgreSQL answers a batch in one query and the file
+    from memory, so two workers suffice; the HTTP API is asked one user at a time, by `pool_size`
+    workers."""
     from udfs.crm.prefetch import ProfilePrefetcher
 
     backend = _backend(settings)
     if backend is None:
         return None
-    workers = min(2, settings.pool_size) if settings.backend == "postgres" else settings.pool_size
+    workers = settings.pool_size if settings.backend == "http" else min(2, settings.pool_size)
     return ProfilePrefetcher(
         backend,
         timeout_s=settings.timeout_s,
@@ -182,11 +236,12 @@ def build_prefetcher(settings: CrmSettings):
 
 def build_lookup(settings: CrmSettings) -> ProfileLookup | None:
     """The configured backend behind the TTL cache (when `cache_ttl_s` and `cache_size` are both
-    non-zero), or None for `backend: none`."""
+    non-zero; the file backend, already in memory, is not cached), or None for `backend: none`."""
     from udfs.crm.cache import CachedProfileLookup
 
     lookup = _backend(settings)
-    if lookup is not None and settings.cache_ttl_s > 0 and settings.cache_size > 0:
+    cached = settings.backend != "file" and settings.cache_ttl_s > 0 and settings.cache_size > 0
+    if lookup is not None and cached:
         lookup = CachedProfileLookup(
             lookup, ttl_s=settings.cache_ttl_s, max_entries=settings.cache_size
         )
@@ -214,6 +269,10 @@ def _backend(settings: CrmSettings) -> ProfileLookup | None:
             timeout_s=settings.timeout_s,
             retries=settings.retries,
         )
+    elif settings.backend == "file":
+        from udfs.crm.file import load_profiles
+
+        lookup = load_profiles(settings.profiles_file)
     else:
         return None
     return lookup
