@@ -86,6 +86,11 @@ class DeliveryMetrics:
             ("topic", "partition"),
             registry=r,
         )
+        self.deferred_held = Gauge(
+            "moments_deliver_deferred_held",
+            "Actions held in this replica until their deliver_at (deferred by quiet hours).",
+            registry=r,
+        )
         self.rate_limit_rebooked = Counter(
             "moments_deliver_rate_limit_rebooked",
             "Shared rate-limit slots booked again because a thread woke up too late for its own.",

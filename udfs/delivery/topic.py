@@ -1,6 +1,7 @@
 """The actions topic as a record source: a consumer of its own group (auto-commit off) and a
 producer for the dead-letter topic. A batch's offsets are committed only after its dead letters
-are acknowledged, and only up to the first record without a final outcome.
+are acknowledged, and per partition only up to the lowest offset read without a final outcome in
+any batch so far (an action held for its `deliver_at`, or left unfinished by a stop).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class TopicSource:
         self.metrics = metrics
         self._lag_at = 0.0
         self._lag_partitions: set = set()
+        self.frontier = OffsetFrontier()
 
     def read(self, max_records: int, stop: threading.Event) -> list[SourceRecord] | None:
         records = self._collect(max_records, stop)
@@ -140,7 +142,14 @@ class TopicSource:
         for future in sent:
             future.get(timeout=60)
         letters_durable()
-        offsets = committable([r.position for r in records], outcome.finished)
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        self.frontier.keep_only(assigned)
+        mine = [
+            (record.position, done)
+            for record, done in zip(records, outcome.finished, strict=True)
+            if (record.position["topic"], record.position["partition"]) in assigned
+        ]
+        offsets = self.frontier.settle([p for p, _ in mine], [done for _, done in mine])
         if offsets:
             try:
                 self.consumer.commit(
@@ -153,6 +162,8 @@ class TopicSource:
                 # Partitions moved to another member mid-batch: it redelivers them (duplicates,
                 # never loss).
                 log.warning("commit failed (rebalance?): %s", exc)
+            else:
+                self.frontier.committed(offsets)
         self._last_record_at = time.monotonic()
         self._measure_lag()
         log.info(
@@ -160,6 +171,14 @@ class TopicSource:
             len(records),
             outcome.delivered,
             len(outcome.dead_letters),
+        )
+
+    def owns(self, position: dict) -> bool:
+        """True while the record's partition is assigned to this consumer."""
+        from kafka import TopicPartition
+
+        return TopicPartition(position["topic"], position["partition"]) in (
+            self.consumer.assignment()
         )
 
     def close(self) -> None:
@@ -193,3 +212,53 @@ def committable(positions: Sequence[dict], finished: Sequence[bool]) -> dict[tup
         if next_offset is not None:
             offsets[key] = next_offset
     return offsets
+
+
+class OffsetFrontier:
+    """What a consumer may commit, per (topic, partition), over every batch settled so far: the
+    lowest offset read but not final (held for its deliver_at, or unfinished), else the offset
+    after the highest read. A record settled not final and later final is released; partitions
+    no longer assigned are forgotten (their new owner reads from the last commit)."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, int], set[int]] = {}
+        self._end: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+
+    def settle(
+        self, positions: Sequence[dict], finished: Sequence[bool]
+    ) -> dict[tuple[str, int], int]:
+        """Records the outcomes; returns the offsets that moved past the last commit, per
+        partition (a partition's first records: past the first offset read, where it started)."""
+        touched = set()
+        for position, done in zip(positions, finished, strict=True):
+            key, offset = (position["topic"], position["partition"]), position["offset"]
+            touched.add(key)
+            self._committed.setdefault(key, offset)
+            self._end[key] = max(self._end.get(key, offset), offset + 1)
+            pending = self._open.setdefault(key, set())
+            if done:
+                pending.discard(offset)
+            else:
+                pending.add(offset)
+        moved = {}
+        for key in touched:
+            pending = self._open[key]
+            target = min(pending) if pending else self._end[key]
+            if target > self._committed[key]:
+                moved[key] = target
+        return moved
+
+    def committed(self, offsets: dict[tuple[str, int], int]) -> None:
+        self._committed.update(offsets)
+
+    def held_back(self, key: tuple[str, int]) -> int | None:
+        """The lowest offset of the partition not final yet, if any."""
+        pending = self._open.get(key)
+        return min(pending) if pending else None
+
+    def keep_only(self, assigned: set[tuple[str, int]]) -> None:
+        for key in [key for key in self._end if key not in assigned]:
+            self._open.pop(key, None)
+            self._end.pop(key, None)
+            self._committed.pop(key, None)
