@@ -92,3 +92,25 @@ def event_types_of(spec: dict[str, Any] | None) -> frozenset[str] | None:
     if isinstance(condition, list) and all(isinstance(c, str) for c in condition):
         return frozenset(condition)
     return None
+
+
+def compile_profile_filter(spec: dict[str, Any] | None) -> Callable[[dict[str, Any]], bool]:
+    """Compile a validated audience (keys `profile.<field>`) into a predicate over a CRM profile,
+    with the conditions of event filters. A field the profile lacks, or holds as null (a NULL
+    column), is missing: it matches only `{exists: false}` and `ne`. An empty or absent audience
+    matches every profile."""
+    if not spec:
+        return lambda profile: True
+    parts = []
+    for key, condition in spec.items():
+        name = key[len("profile.") :] if key.startswith("profile.") else key
+        test = _condition(condition)
+
+        def part(profile, name=name, test=test):
+            value = profile.get(name)
+            return test(_MISSING if value is None else value)
+
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    return lambda profile: all(p(profile) for p in parts)
