@@ -43,6 +43,23 @@ def configure_parser(parser) -> None:
         "--late-out", metavar="L.jsonl", help="write late events here (default: only counted)"
     )
     parser.add_argument(
+        "--suppressed-out",
+        metavar="S.jsonl",
+        help="actions suppressed by the campaign layer (control, audience, caps, quiet hours), "
+        "each with its reason (default: only counted)",
+    )
+    parser.add_argument(
+        "--outcomes-out",
+        metavar="O.jsonl",
+        help="one outcome per detection of a rule with a goal (default: only counted)",
+    )
+    parser.add_argument(
+        "--profiles",
+        metavar="P.jsonl",
+        help='a CRM snapshot, one {"user_id": ..., <fields>} per line: actions are enriched '
+        "from it as the job enriches them from the CRM (default: enrichment skipped)",
+    )
+    parser.add_argument(
         "--dlq-out",
         metavar="D.jsonl",
         help="invalid records with the reason (default: next to --out as <out>.dlq.jsonl)",
@@ -110,6 +127,7 @@ def run(args) -> int:
         source = EventFile(args.events)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
+    enrich = _snapshot_enrichment(args.profiles)
     out_path = Path(args.out)
     dlq_path = Path(args.dlq_out) if args.dlq_out else out_path.with_suffix(".dlq.jsonl")
     show_progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
@@ -120,6 +138,8 @@ def run(args) -> int:
         open(out_path, "w", encoding="utf-8") as out,
         open(dlq_path, "w", encoding="utf-8") as dlq,
         open(args.late_out, "w", encoding="utf-8") if args.late_out else _Null() as late_out,
+        _jsonl(args.suppressed_out) as suppressed_out,
+        _jsonl(args.outcomes_out) as outcomes_out,
     ):
         current_raw: list = [b""]
 
@@ -135,27 +155,40 @@ def run(args) -> int:
                 late_out.write(raw.decode("utf-8", errors="backslashreplace"))
             late_out.write("\n")
 
-        replay = Replay(Engine(rules), bound_ms, on_action=write_action, on_late=write_late)
-        parquet = source.is_parquet
-        for offset, record in source.records():
-            current_raw[0] = record
-            try:
-                event = _read_event(record, parquet, max_future_ms)
-            except InvalidEvent as error:
-                replay.count_invalid()
-                raw = json.dumps(record, default=str) if parquet else record
-                where = {"source": str(source.path), "offset": offset}
-                dlq.write(dead_letter_json(raw, error.reason, **where))
-                dlq.write("\n")
-                continue
-            replay.push(event)
-            if show_progress and replay.counts.read % 4096 == 0:
-                progress.tick(replay.counts.read)
+        replay = Replay(
+            Engine(rules),
+            bound_ms,
+            on_action=write_action,
+            on_late=write_late,
+            on_suppressed=suppressed_out.write_model,
+            on_outcome=outcomes_out.write_model,
+            enrich=enrich,
+        )
+        _replay_records(replay, source, max_future_ms, dlq, current_raw, progress)
         replay.finish()
         progress.close()
     elapsed = time.monotonic() - started
     _print_summary(replay.counts, elapsed, out_path, dlq_path, args.late_out)
     return 0
+
+
+def _replay_records(replay, source, max_future_ms, dlq, current_raw: list, progress) -> None:
+    """Every record of the source through the replay; invalid ones dead-lettered."""
+    parquet = source.is_parquet
+    for offset, record in source.records():
+        current_raw[0] = record
+        try:
+            event = _read_event(record, parquet, max_future_ms)
+        except InvalidEvent as error:
+            replay.count_invalid()
+            raw = json.dumps(record, default=str) if parquet else record
+            where = {"source": str(source.path), "offset": offset}
+            dlq.write(dead_letter_json(raw, error.reason, **where))
+            dlq.write("\n")
+            continue
+        replay.push(event)
+        if progress.enabled and replay.counts.read % 4096 == 0:
+            progress.tick(replay.counts.read)
 
 
 def _read_event(record, parquet: bool, max_future_ms: int | None):
@@ -165,8 +198,41 @@ def _read_event(record, parquet: bool, max_future_ms: int | None):
     return decode_event(record, max_future_ms=max_future_ms)
 
 
+def _snapshot_enrichment(path: str | None):
+    """Actions enriched from a profiles snapshot, as the job enriches them from the CRM."""
+    if path is None:
+        return None
+    from udfs.crm.file import load_profiles
+    from udfs.enrich import enrich
+
+    profiles = load_profiles(path)
+    return lambda action: enrich(action, profiles.lookup(action.user_id))
+
+
+def _jsonl(path: str | None):
+    return _JsonLines(path) if path else _Null()
+
+
+class _JsonLines:
+    def __init__(self, path: str):
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+
+    def write_model(self, model) -> None:
+        self.file.write(model.to_json_bytes().decode())
+        self.file.write("\n")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
 class _Null:
     def write(self, _text: str) -> None:
+        pass
+
+    def write_model(self, _model) -> None:
         pass
 
     def __enter__(self):
@@ -186,6 +252,12 @@ def _print_summary(counts, elapsed: float, out_path, dlq_path, late_path) -> Non
     total_actions = sum(counts.actions_per_rule.values())
     rows.append(("actions", total_actions))
     rows.extend((f"  {rule_id}", n) for rule_id, n in counts.actions_per_rule.items())
+    if counts.fates:
+        rows.append(("fates (detected = sent + deferred + suppressed)", sum(counts.fates.values())))
+        rows.extend((f"  {fate}", n) for fate, n in sorted(counts.fates.items()))
+    if counts.outcomes:
+        rows.append(("outcomes", counts.outcomes))
+        rows.append(("  converted", counts.converted))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>12,}")

@@ -27,7 +27,12 @@ def run(args: argparse.Namespace) -> int:
     summary = run_file_mode(config)
     print(
         "moments run: {events_in} events in, {processed} processed, {late} late, "
-        "{dead_lettered} dead-lettered; {actions} actions".format(**summary),
+        "{dead_lettered} dead-lettered; {actions} actions".format(**summary)
+        + (
+            "; {suppressed} suppressed, {outcomes} outcomes".format(**summary)
+            if summary["suppressed"] or summary["outcomes"]
+            else ""
+        ),
         file=sys.stderr,
     )
     return 0
@@ -50,6 +55,8 @@ def run_file_mode(config: DetectConfig) -> dict[str, int]:
         "late": counts["late"],
         "dead_lettered": counts["dlq"],
         "actions": counts["action"],
+        "suppressed": counts["suppressed"],
+        "outcomes": counts["outcome"],
     }
 
 

@@ -11,8 +11,18 @@ ACTIONS_TOPIC = "moments.actions"
 EVENTS_DLQ_TOPIC = "moments.events.dlq"
 LATE_EVENTS_TOPIC = "moments.events.late"
 DELIVERY_DLQ_TOPIC = "moments.delivery.dlq"
+SUPPRESSED_TOPIC = "moments.actions.suppressed"
+OUTCOMES_TOPIC = "moments.outcomes"
 
-ALL_TOPICS = (EVENTS_TOPIC, ACTIONS_TOPIC, EVENTS_DLQ_TOPIC, LATE_EVENTS_TOPIC, DELIVERY_DLQ_TOPIC)
+ALL_TOPICS = (
+    EVENTS_TOPIC,
+    ACTIONS_TOPIC,
+    EVENTS_DLQ_TOPIC,
+    LATE_EVENTS_TOPIC,
+    DELIVERY_DLQ_TOPIC,
+    SUPPRESSED_TOPIC,
+    OUTCOMES_TOPIC,
+)
 
 # Local (no-Docker) services started by deploy/local/*.sh, loopback only.
 LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:19092"

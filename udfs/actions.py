@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas.action import Action, action_id
 from schemas.rules import Rule
+from udfs.campaign.assign import action_spec, arm_of
 from udfs.model import Fire
 
 
@@ -17,7 +18,9 @@ def build_action(
     profile: dict[str, Any] | None = None,
     enrichment: str = "skipped",
 ) -> Action:
-    spec = rule.action
+    """The action of a fire; with an experiment, the user's arm picks the variant's action spec."""
+    arm = arm_of(rule, user_id) if rule.experiment is not None else None
+    spec = rule.action if arm is None else action_spec(rule, arm)
     return Action(
         action_id=action_id(rule.id, user_id, fire.trigger_ts),
         rule_id=rule.id,
@@ -33,4 +36,6 @@ def build_action(
         campaign_id=spec.campaign_id,
         canvas_id=spec.canvas_id,
         workflow_id=spec.workflow_id,
+        arm=arm,
+        experiment=rule.salt,
     )

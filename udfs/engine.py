@@ -9,6 +9,11 @@ Hosts (the Flink operator, the backtest, the tests) call three entry points:
   every deadline <= watermark fires. Returns the fires.
 * `wakeup(state)`: the earliest watermark at which `advance` has work (a timer for the host).
 
+Campaign layer: a rule with an `experiment` runs only for the users in its rollout (`user_id`
+given to `advance`; udfs/campaign/assign.py), and a rule with a `goal` opens an outcome at each
+fire that the user's later events convert or event time expires (udfs/campaign/goals.py):
+`advance` returns those GoalResults among the fires, in event-time order.
+
 A watermark W means no event with ts < W will be accepted, so events at W may still come: they wait
 for the next advance. `float('inf')` ends a bounded input and flushes everything.
 
@@ -28,6 +33,8 @@ from collections.abc import Iterable
 from operator import itemgetter
 
 from schemas.rules import Rule
+from udfs.campaign.assign import Rollout
+from udfs.campaign.goals import GoalResult, Goals
 from udfs.model import EngineEvent, Fire
 from udfs.patterns import PatternRule, RuleState, compile_pattern
 
@@ -41,7 +48,7 @@ class UserState:
     A host keeps its own bookkeeping beside it (udfs/host.py:HostState).
     """
 
-    __slots__ = ("pending", "rules", "activity")
+    __slots__ = ("pending", "rules", "activity", "outcomes")
 
     def __init__(self) -> None:
         # Buffered events some rule's filters can match, kept sorted by (ts, event_id).
@@ -49,19 +56,22 @@ class UserState:
         self.rules: dict[str, RuleState] = {}
         # Activity bucket -> [earliest, latest] not yet matched (earliest None once matched).
         self.activity: dict[int, list] = {}
+        # Open outcomes of rules with a goal: (expires, rule_id, trigger_ts).
+        self.outcomes: list[tuple[int, str, int]] = []
 
     def __getstate__(self) -> tuple:
-        return (self.pending, self.rules, self.activity)
+        return (self.pending, self.rules, self.activity, self.outcomes)
 
     def __setstate__(self, state: tuple) -> None:
-        (self.pending, self.rules, self.activity) = state
+        (self.pending, self.rules, self.activity, self.outcomes) = state
 
     def is_empty(self) -> bool:
-        return not (self.pending or self.rules or self.activity)
+        return not (self.pending or self.rules or self.activity or self.outcomes)
 
     def __repr__(self) -> str:
         return (
-            f"UserState(pending={self.pending!r}, rules={self.rules!r}, activity={self.activity!r})"
+            f"UserState(pending={self.pending!r}, rules={self.rules!r}, "
+            f"activity={self.activity!r}, outcomes={self.outcomes!r})"
         )
 
 
@@ -73,14 +83,16 @@ class Engine:
         self.rules: list[Rule] = list(rules)
         self.patterns: list[PatternRule] = [compile_pattern(rule) for rule in self.rules]
         self.by_id = {rule.id: rule for rule in self.rules}
+        self.limits = getattr(rules, "limits", None)
+        self.rollout = Rollout(self.rules)
+        self.goals = Goals(self.rules)
         self._deadline_patterns = [p for p in self.patterns if p.has_deadline]
         self._known = {p.state_key for p in self.patterns}
         # Activity (see the module doc): only with a silence rule, and only when every rule's
         # filters name their event types.
         gaps = [p.gap_ms for p in self.patterns if p.reads_every_event]
         filtered: set[str] | None = set()
-        for pattern in self.patterns:
-            types = pattern.filter_types()
+        for types in [p.filter_types() for p in self.patterns] + [self.goals.event_types()]:
             if types is None:
                 filtered = None
                 break
@@ -123,8 +135,10 @@ class Engine:
         """The wakeup of the activity bucket holding `ts` (its events are dropped then)."""
         return (ts // self.activity_bucket_ms + 1) * self.activity_bucket_ms
 
-    def advance(self, state: UserState, watermark: float) -> list[Fire]:
-        fires: list[Fire] = []
+    def advance(
+        self, state: UserState, watermark: float, user_id: str | None = None
+    ) -> list[Fire | GoalResult]:
+        fires: list[Fire | GoalResult] = []
         rules = state.rules
         if not rules.keys() <= self._known:
             # State restored from a savepoint of an older rule set: drop the state of rules that
@@ -145,6 +159,11 @@ class Engine:
             if activity:
                 ready_events = sorted(ready_events + activity, key=_order)
         patterns = self.patterns
+        if self.rollout.partial:
+            patterns = [p for p in patterns if self.rollout.runs(p.rule_id, user_id)]
+        goals = self.goals
+        if goals:
+            return self._advance_goals(state, watermark, ready_events, patterns)
         for event in ready_events:
             self._fire_deadlines(rules, event.ts, fires)
             for pattern in patterns:
@@ -152,13 +171,41 @@ class Engine:
                 if fire is not None:
                     fires.append(fire)
         self._fire_deadlines(rules, watermark, fires)
+        self._prune(rules, watermark)
+        return fires
+
+    def _advance_goals(self, state, watermark, ready_events, patterns) -> list:
+        """`advance` with goals: per event, deadlines fire, then the event converts outcomes
+        opened before it, then it is matched (so it never converts its own fire's outcome)."""
+        fires: list = []
+        rules, goals, outcomes, opened = state.rules, self.goals, state.outcomes, set()
+        for event in ready_events:
+            start = len(fires)
+            self._fire_deadlines(rules, event.ts, fires)
+            goals.open(outcomes, fires, start, opened)
+            if outcomes:
+                goals.on_event(outcomes, event, fires)
+            start = len(fires)
+            for pattern in patterns:
+                fire = pattern.on_event(rules, event)
+                if fire is not None:
+                    fires.append(fire)
+            goals.open(outcomes, fires, start, opened)
+        start = len(fires)
+        self._fire_deadlines(rules, watermark, fires)
+        goals.open(outcomes, fires, start, opened)
+        if outcomes:
+            goals.expire(outcomes, watermark, fires)
+        self._prune(rules, watermark)
+        return fires
+
+    def _prune(self, rules: dict[str, RuleState], watermark: float) -> None:
         for pattern in self.patterns:
             rule_state = rules.get(pattern.state_key)
             if rule_state is not None:
                 pattern.prune(rule_state, watermark)
                 if rule_state.is_empty():
                     del rules[pattern.state_key]
-        return fires
 
     @staticmethod
     def _ready_activity(activity: dict[int, list], watermark: float) -> list[EngineEvent]:
@@ -217,6 +264,8 @@ class Engine:
                 t = pattern.wakeup(rule_state)
                 if t is not None:
                     times.append(t)
+        if state.outcomes:
+            times.append(Goals.wakeup(state.outcomes))
         return min(times) if times else None
 
     def silence_start_types(self) -> frozenset[str] | None:
@@ -238,8 +287,7 @@ class Engine:
         filter upstream must still pass (or summarise) other events for users with silence rules.
         """
         types: set[str] = set()
-        for pattern in self.patterns:
-            pattern_types = pattern.event_types()
+        for pattern_types in [p.event_types() for p in self.patterns] + [self.goals.event_types()]:
             if pattern_types is None:
                 return None
             types |= pattern_types

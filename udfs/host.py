@@ -205,6 +205,7 @@ class Host:
         self.late = counter("late")
         self.idle_forced = counter("idle_forced_advances")
         self.watermark_seen = MIN_WATERMARK
+        self.event_time: float = MIN_WATERMARK
         self.watermark_moved_at = self.input_seen_at = clock()
 
     def on_event(self, ctx: TimerContext, key: str, event: EngineEvent) -> bool:
@@ -259,19 +260,25 @@ class Host:
         now = self.clock()
         timers = ctx.timer_service()
         watermark = self._watermark(timers, now)
+        event_timer = ctx.time_domain().value == _EVENT_TIME
+        # The user's event time after this callback: every fire with a trigger_ts below it is
+        # out (what the campaign step may decide on; udfs/campaign/fate.py).
+        self.event_time = max(watermark, timestamp) if event_timer else watermark
         host = self._load()
         if host is None:
             return NO_FIRES
-        if ctx.time_domain().value == _EVENT_TIME:
-            fires = self._event_timer(host, timestamp, watermark)
+        key = ctx.get_current_key() if self.engine.rollout.partial else None
+        if event_timer:
+            fires = self._event_timer(host, timestamp, watermark, key)
             detected_at = max(timestamp, 0) if self.event_time_detected_at else now
         else:
-            fires = self._processing_timer(timers, host, timestamp, watermark, now)
+            fires = self._processing_timer(timers, host, timestamp, watermark, now, key)
             detected_at = now
+        self.event_time = event_time(self.event_time, host.forced)
         self._store(ctx, timers, host, now)
         return fires, detected_at
 
-    def _event_timer(self, host: HostState, timestamp: int, watermark: float) -> list[Fire]:
+    def _event_timer(self, host: HostState, timestamp: int, watermark: float, key) -> list[Fire]:
         recorded = host.timer == timestamp
         if host.timer is not None and host.timer <= timestamp:
             host.timer = None
@@ -282,10 +289,10 @@ class Host:
             wakeup = self.engine.wakeup(host.user)
             if wakeup is None or wakeup > advance_to:
                 return []  # stale: _store re-registers what is needed
-        return self.engine.advance(host.user, advance_to)
+        return self.engine.advance(host.user, advance_to, key)
 
     def _processing_timer(
-        self, timers, host: HostState, timestamp: int, watermark: float, now: int
+        self, timers, host: HostState, timestamp: int, watermark: float, now: int, key
     ) -> list[Fire]:
         """Idle forcing, step by step in this one call while the next due time is also eligible:
         once idle, every deadline and buffered event already past its time resolves now (one
@@ -305,7 +312,7 @@ class Host:
                 break
             self.idle_forced.inc()
             host.forced = watermark = due
-            fires += engine.advance(user, due)
+            fires += engine.advance(user, due, key)
             due = engine.due(user)
         return fires
 

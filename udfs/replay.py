@@ -7,12 +7,16 @@ does, so armed deadlines fire at their own trigger_ts.
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from schemas.action import Action
 from schemas.event import Event
+from schemas.outcome import Outcome
 from udfs.actions import build_action
+from udfs.campaign.step import ACTION, OUTCOME, SUPPRESSED, CampaignState, CampaignStep
 from udfs.engine import END_OF_TIME, Engine
 from udfs.host import Host, HostState, MemoryState, MemoryTimerService, ReplayWatermark
 from udfs.model import EngineEvent, Fire
@@ -25,6 +29,10 @@ class ReplayCounts:
     late: int = 0
     invalid: int = 0
     actions_per_rule: dict[str, int] = field(default_factory=dict)
+    # Campaign layer: detections by fate (sent, deferred, or the suppression reason), outcomes.
+    fates: Counter = field(default_factory=Counter)
+    outcomes: int = 0
+    converted: int = 0
 
 
 class Replay:
@@ -35,13 +43,24 @@ class Replay:
         on_action: Callable[[Action], None] | None = None,
         on_late: Callable[[Event], None] | None = None,
         activity_delay: Callable[[str], int] | None = None,
+        *,
+        on_suppressed: Callable[[Action], None] | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        enrich: Callable[[Action], Action] | None = None,
     ):
         """`activity_delay`: None (the reference) wakes a user at ts + 1 for every event; given,
         activity (Engine.is_activity) is kept apart and wakes the user only at its bucket's end
-        plus `activity_delay(user_id)`, as the Flink operator does (udfs/host.py)."""
+        plus `activity_delay(user_id)`, as the Flink operator does (udfs/host.py).
+        `enrich`: the CRM lookup of each action before its fate (e.g. a profiles snapshot)."""
         self.engine = engine
         self.on_action = on_action or (lambda action: None)
         self.on_late = on_late or (lambda event: None)
+        self.on_suppressed = on_suppressed or (lambda action: None)
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self.enrich = enrich
+        self.campaign = CampaignStep(engine)
+        self.campaign_states: dict[str, CampaignState] = {}
+        self._campaign_due: list[tuple[int, str]] = []  # (wakeup, user): a heap
         self.timers = MemoryTimerService(watermark=-END_OF_TIME, replace=activity_delay is None)
         self._states = MemoryState(self.timers)
         self.activity = MemoryState(self.timers)
@@ -96,18 +115,62 @@ class Replay:
         if watermark <= self.timers.watermark:
             return
         timers, host = self.timers, self.host
+        active = self.campaign.active
         for timestamp in timers.advance_watermark(watermark):
             fires, _detected_at = host.on_timer(timers, timestamp)
-            for fire in fires:
-                self._emit(timers.key, fire)
+            user = timers.key
+            if not active:
+                for fire in fires:
+                    self.on_action(self._action(user, fire))
+            elif fires:
+                self._campaign(user, fires, host.event_time)
+        due = self._campaign_due
+        while due and due[0][0] <= watermark:
+            _, user = heapq.heappop(due)
+            self._campaign(user, (), watermark)
 
-    def _emit(self, user: str, fire: Fire) -> None:
+    def _action(self, user: str, fire: Fire) -> Action:
         rule = self.engine.by_id[fire.rule_id]
         max_ts = self.max_ts
         now = self.watermark if max_ts is None else min(self.watermark, max_ts)
         detected_at = int(max(fire.trigger_ts, now))
         self.counts.actions_per_rule[fire.rule_id] += 1
-        self.on_action(build_action(rule, user, fire, detected_at))
+        action = build_action(rule, user, fire, detected_at)
+        return action if self.enrich is None else self.enrich(action)
+
+    def _campaign(self, user: str, fires, event_time: float) -> None:
+        """Fires and goal results of `user` through the campaign step; outputs dispatched."""
+        step = self.campaign
+        state = self.campaign_states.get(user)
+        if state is None:
+            state = self.campaign_states[user] = CampaignState()
+        out = []
+        for item in fires:
+            if type(item) is Fire:
+                out += step.submit(state, self._action(user, item))
+            else:
+                out += step.on_goal(state, user, item)
+        out += step.release(state, user, event_time)
+        for kind, record in out:
+            self._dispatch(kind, record)
+        wakeup = step.wakeup(state)
+        if wakeup is not None:
+            heapq.heappush(self._campaign_due, (wakeup, user))
+        elif step.is_empty(state):
+            del self.campaign_states[user]
+
+    def _dispatch(self, kind: str, record) -> None:
+        counts = self.counts
+        if kind == ACTION:
+            counts.fates["sent" if record.deliver_at is None else "deferred"] += 1
+            self.on_action(record)
+        elif kind == SUPPRESSED:
+            counts.fates[record.suppressed] += 1
+            self.on_suppressed(record)
+        elif kind == OUTCOME:
+            counts.outcomes += 1
+            counts.converted += record.converted
+            self.on_outcome(record)
 
 
 def replay(

@@ -11,7 +11,7 @@ from pyflink.common import WatermarkStrategy
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
-from jobs.operators.rows import KIND_ACTION, KIND_DLQ, KIND_LATE
+from jobs.operators.rows import KIND_ACTION, KIND_DLQ, KIND_LATE, KIND_OUTCOME, KIND_SUPPRESSED
 
 
 def file_lines(env: StreamExecutionEnvironment, config):
@@ -27,13 +27,16 @@ def file_lines(env: StreamExecutionEnvironment, config):
 
 
 class FileOutputs:
-    """Writes collected rows to the actions / late / dead-letter files, counting each kind."""
+    """Writes collected rows to the actions / suppressed / outcomes / late / dead-letter files,
+    counting each kind."""
 
     def __init__(self, config):
         self.paths: dict[str, Path | None] = {
             KIND_ACTION: config.out_path,
             KIND_LATE: config.late_out_path,
             KIND_DLQ: config.dlq_out_path,
+            KIND_SUPPRESSED: config.suppressed_out_path,
+            KIND_OUTCOME: config.outcomes_out_path,
         }
         self.counts: Counter[str] = Counter()
 

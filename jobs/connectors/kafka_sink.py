@@ -1,6 +1,6 @@
 """The output topics: one Kafka table sink writes every output row (jobs/operators/rows.py),
 choosing its topic per row, so one delivery guarantee and one transactional producer cover the
-actions, late-events and dead-letter topics.
+actions, late-events and dead-letter topics (and the suppressed-actions and outcomes topics).
 """
 
 from __future__ import annotations
@@ -8,17 +8,28 @@ from __future__ import annotations
 from pyflink.table import StreamTableEnvironment
 
 from jobs.connectors.sql import sql_string
-from jobs.operators.rows import KIND_ACTION, KIND_LATE
+from jobs.operators.rows import KIND_ACTION, KIND_LATE, KIND_OUTCOME, KIND_SUPPRESSED
 
 # The broker's default transaction.max.timeout.ms is 15 min; Flink's default (1 h) is refused.
 TRANSACTION_TIMEOUT_MS = 600_000
+
+
+def output_topics(config) -> tuple[str, ...]:
+    """The topics rows may go to; the suppressed and outcomes topics only with the campaign layer
+    (so a job without it needs no such topics)."""
+    from jobs.detection.topology import uses_campaign_layer
+
+    topics = (config.actions_topic, config.late_topic, config.dlq_topic)
+    if uses_campaign_layer(config.rules):
+        topics += (config.suppressed_topic, config.outcomes_topic)
+    return topics
 
 
 def kafka_sink_ddl(config, table: str = "moments_out") -> str:
     options = {
         "connector": "kafka",
         # Several topics: each row's `topic` metadata column picks one of them.
-        "topic": ";".join((config.actions_topic, config.late_topic, config.dlq_topic)),
+        "topic": ";".join(output_topics(config)),
         "properties.bootstrap.servers": config.bootstrap_servers,
         "key.format": "raw",
         "key.fields": "key",
@@ -50,6 +61,8 @@ def add_kafka_sink(t_env: StreamTableEnvironment, rows, config):
     topic = (
         f"CASE kind WHEN {sql_string(KIND_ACTION)} THEN {sql_string(config.actions_topic)} "
         f"WHEN {sql_string(KIND_LATE)} THEN {sql_string(config.late_topic)} "
+        f"WHEN {sql_string(KIND_SUPPRESSED)} THEN {sql_string(config.suppressed_topic)} "
+        f"WHEN {sql_string(KIND_OUTCOME)} THEN {sql_string(config.outcomes_topic)} "
         f"ELSE {sql_string(config.dlq_topic)} END"
     )
     statements = t_env.create_statement_set()

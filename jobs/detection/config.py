@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, field_validator, model_validator
 
 from jobs import settings
-from jobs.connectors.brokers import check_bootstrap
+from jobs.detection import checks
 from jobs.options import Millis, MillisOrOff, Options, OptionsError, duration_ms, load, option
 from schemas.rules import Rule, RuleFileError, load_rules
 from udfs.crm import CrmConfigError, CrmSettings, from_env
+from udfs.crm.factory import with_profiles_file
 from udfs.decode import DEFAULT_MAX_FUTURE_MS
 
 ENV_PROMETHEUS_PORT = "MOMENTS_PROMETHEUS_PORT"
@@ -62,6 +63,16 @@ class DetectConfig(Options):
     dlq_out_path: Path | None = option(
         None, "write invalid records here", flag="--dlq-out", metavar="DLQ.jsonl", group=FILES
     )
+    suppressed_out_path: Path | None = option(
+        None,
+        "write actions the campaign layer suppressed here, with the reason",
+        flag="--suppressed-out",
+        metavar="S.jsonl",
+        group=FILES,
+    )
+    outcomes_out_path: Path | None = option(
+        None, "write outcomes here", flag="--outcomes-out", metavar="O.jsonl", group=FILES
+    )
     bootstrap_servers: str | None = option(
         None,
         f"Kafka bootstrap servers (default: ${settings.ENV_KAFKA_BOOTSTRAP} when no --events)",
@@ -72,6 +83,10 @@ class DetectConfig(Options):
     actions_topic: str = option(settings.ACTIONS_TOPIC, "the actions topic", group=KAFKA)
     dlq_topic: str = option(settings.EVENTS_DLQ_TOPIC, "the dead-letter topic", group=KAFKA)
     late_topic: str = option(settings.LATE_EVENTS_TOPIC, "the late-events topic", group=KAFKA)
+    suppressed_topic: str = option(
+        settings.SUPPRESSED_TOPIC, "actions the campaign layer suppressed", group=KAFKA
+    )
+    outcomes_topic: str = option(settings.OUTCOMES_TOPIC, "the outcomes topic", group=KAFKA)
     group_id: str = option("moments-detect", "consumer group of the job", group=KAFKA)
     starting_offsets: Literal["earliest", "latest", "committed"] = option(
         "committed",
@@ -167,6 +182,14 @@ class DetectConfig(Options):
         "PyFlink AsyncDataStream in a process-mode operator (fell far behind at 5k events/s)",
         group=RUNTIME,
     )
+    profiles_path: Path | None = option(
+        None,
+        'a CRM snapshot as the CRM (JSONL, one {"user_id": ..., <fields>} per line; as '
+        "CRM_BACKEND=file with CRM_PROFILES_FILE); not with another CRM_BACKEND",
+        flag="--profiles",
+        metavar="FILE.jsonl",
+        group=RUNTIME,
+    )
     metrics_reporter: Literal["none", "prometheus", "jmx", "slf4j"] = option(
         "none",
         "Flink metric reporter (its jar must be on Flink's classpath: see README)",
@@ -204,47 +227,13 @@ class DetectConfig(Options):
     def kafka_mode(self) -> bool:
         return self.bootstrap_servers is not None
 
-    @field_validator("events_path", "jars")
-    @classmethod
-    def _existing_files(cls, value: Any) -> Any:
-        paths = value if isinstance(value, tuple) else (value,)
-        for path in paths:
-            if path is not None and not path.is_file():
-                raise ValueError(f"{path}: no such file")
-        resolved = tuple(None if p is None else p.resolve() for p in paths)
-        return resolved if isinstance(value, tuple) else resolved[0]
-
-    @field_validator("out_path", "late_out_path", "dlq_out_path")
-    @classmethod
-    def _writable(cls, path: Path | None) -> Path | None:
-        if path is None:
-            return None
-        if not path.resolve().parent.is_dir():
-            raise ValueError(f"{path}: directory {path.resolve().parent} does not exist")
-        return path.resolve()
-
-    @field_validator("checkpoint_dir")
-    @classmethod
-    def _checkpoint_uri(cls, value: str | None) -> str | None:
-        if value is None or "://" in value:
-            return value
-        path = Path(value).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        return path.as_uri()
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _reachable(cls, value: str | None) -> str | None:
-        return None if value is None else check_bootstrap(value)
-
-    @field_validator("flink_conf")
-    @classmethod
-    def _key_values(cls, options: tuple[str, ...]) -> tuple[str, ...]:
-        for item in options:
-            key, sep, _ = item.partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"{item!r}: expected KEY=VALUE")
-        return options
+    _files = field_validator("events_path", "profiles_path", "jars")(checks.existing_files)
+    _outputs = field_validator(
+        "out_path", "late_out_path", "dlq_out_path", "suppressed_out_path", "outcomes_out_path"
+    )(checks.writable)
+    _checkpoints = field_validator("checkpoint_dir")(checks.checkpoint_uri)
+    _bootstrap = field_validator("bootstrap_servers")(checks.reachable)
+    _flink_conf = field_validator("flink_conf")(checks.key_values)
 
     @model_validator(mode="before")
     @classmethod
@@ -282,7 +271,10 @@ class DetectConfig(Options):
         if getattr(args, "events_path", None) is not None:
             # A file replay ignores the Kafka variable a shell may have set for other commands.
             environ = {k: v for k, v in environ.items() if k != settings.ENV_KAFKA_BOOTSTRAP}
+        profiles = getattr(args, "profiles_path", None)
         try:
+            if profiles is not None:
+                environ = with_profiles_file(environ, profiles)
             crm = from_env(environ)
         except CrmConfigError as error:
             raise OptionsError(f"CRM: {error}") from None

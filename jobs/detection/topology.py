@@ -84,6 +84,14 @@ def detect_operator(config: DetectConfig):
     file_mode = not config.kafka_mode
     enrich = config.crm.backend != "none"
     inline = enrich and config.enrichment_layout == "inline"
+    if enrich and not inline and uses_campaign_layer(config.rules):
+        from jobs.options import OptionsError
+
+        raise OptionsError(
+            f"--enrichment-layout {config.enrichment_layout}: the rules use the campaign layer "
+            "(audience, experiment, goal or limits), whose fate step needs the profile inside the "
+            "detect operator: use --enrichment-layout inline (the default)"
+        )
     if inline:
         from jobs.operators.enrich_inline import EnrichingDetectMoments
 
@@ -102,3 +110,10 @@ def detect_operator(config: DetectConfig):
     )
     output_type = Types.PICKLED_BYTE_ARRAY() if enrich and not inline else OUTPUT_ROW
     return detector, output_type, enrich and not inline
+
+
+def uses_campaign_layer(rules) -> bool:
+    from udfs.campaign.step import CampaignStep
+    from udfs.engine import Engine
+
+    return CampaignStep(Engine(rules)).active

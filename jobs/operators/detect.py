@@ -15,6 +15,7 @@ from jobs.operators.decode import decode_payload
 from jobs.operators.rows import DLQ_TAG, KIND_ACTION, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.rules import Rule
 from udfs.actions import build_action
+from udfs.campaign.step import CampaignStep
 from udfs.decode import DEFAULT_MAX_FUTURE_MS, dead_letter_json, raw_text
 from udfs.engine import Engine
 from udfs.host import Host, spread_bucket_ends
@@ -82,6 +83,11 @@ class DetectMoments(KeyedProcessFunction):
         self.actions = {
             rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
+        self.campaign = None
+        if CampaignStep(engine).active:
+            from jobs.operators.campaign import CampaignOperator
+
+            self.campaign = CampaignOperator(engine, self.host, runtime_context)
 
     def process_element(self, value, ctx):
         if self.decode_rows:
@@ -101,16 +107,31 @@ class DetectMoments(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx):
         fires, detected_at = self.host.on_timer(ctx, timestamp)
+        if self.campaign is not None:
+            yield from self.campaign.on_timer(self, ctx, fires, detected_at)
+            return
         if not fires:
             return
         user_id = ctx.get_current_key()
         for fire in fires:
-            rule = self.engine.by_id[fire.rule_id]
-            self.actions[fire.rule_id].inc()
-            action = build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
+            action = self._action(user_id, fire, detected_at)
             if self.emit_json:
                 yield Row(KIND_ACTION, user_id, action.to_json_bytes().decode())
             else:
                 yield action
+
+    def _action(self, user_id: str, fire, detected_at: int):
+        self.actions[fire.rule_id].inc()
+        rule = self.engine.by_id[fire.rule_id]
+        return build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
+
+    def held_floor(self) -> int | None:
+        """The earliest trigger_ts of the current user's actions held for their profile."""
+        return None
+
+    def enrich_now(self, ctx, actions: list) -> list:
+        """The actions whose profile is known now, in order (the rest are held): all of them
+        here, where enrichment is skipped or comes after this operator."""
+        return actions
 
     _decode = staticmethod(decode_payload)  # the JVM-vs-decoder test calls it by this name

@@ -79,14 +79,33 @@ class EnrichingDetectMoments(DetectMoments):
 
     def on_timer(self, timestamp: int, ctx):
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            for action in self.enrichment.on_timer(ctx):
-                yield _row(action)
+            released = self.enrichment.on_timer(ctx)
+            if self.campaign is not None:
+                if released:
+                    watermark = ctx.timer_service().current_watermark()
+                    watermark = self.campaign.floor(self, watermark)
+                    user_id = ctx.get_current_key()
+                    yield from self.campaign.run(ctx, user_id, released, (), watermark)
+            else:
+                for action in released:
+                    yield _row(action)
+        if self.campaign is not None:
+            yield from super().on_timer(timestamp, ctx)
+            return
         for out in super().on_timer(timestamp, ctx):
             if isinstance(out, Action):
                 for action in self.enrichment.on_action(ctx, out):
                     yield _row(action)
             else:
                 yield out
+
+    def held_floor(self) -> int | None:
+        held = self.enrichment.held.value()
+        return min(action.trigger_ts for action, _ in held) if held else None
+
+    def enrich_now(self, ctx, actions: list) -> list:
+        """The campaign layer's enrichment: each action enriched now or held (in order)."""
+        return [out for action in actions for out in self.enrichment.on_action(ctx, action)]
 
     def close(self) -> None:
         if getattr(self, "prefetcher", None) is not None:

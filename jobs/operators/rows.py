@@ -1,6 +1,6 @@
 """The records every sink understands: an output row is `Row(kind, key, value)` with kind `action`,
-`late` or `dlq` and value the JSON text; late events and dead letters leave operators on side
-outputs tagged with that type.
+`suppressed`, `outcome`, `late` or `dlq` and value the JSON text; late events and dead letters
+leave operators on side outputs tagged with that type.
 """
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from __future__ import annotations
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import OutputTag
 
-KIND_ACTION, KIND_LATE, KIND_DLQ = "action", "late", "dlq"
+from udfs.campaign.step import ACTION, OUTCOME, SUPPRESSED
+
+KIND_ACTION, KIND_SUPPRESSED, KIND_OUTCOME = ACTION, SUPPRESSED, OUTCOME
+KIND_LATE, KIND_DLQ = "late", "dlq"
 OUTPUT_ROW = Types.ROW_NAMED(
     ["kind", "key", "value"], [Types.STRING(), Types.STRING(), Types.STRING()]
 )

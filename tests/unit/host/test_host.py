@@ -151,7 +151,7 @@ def test_state_is_pickled_flat_and_the_engine_keeps_no_host_fields():
     state = HostState()
     state.timer, state.ptimer, state.forced = 5, 6, 7
     state.user.pending.append(EngineEvent(1, "e", "a", None, {}))
-    assert state.__getstate__() == (state.user.pending, {}, {}, 5, 6, 7)
+    assert state.__getstate__() == (state.user.pending, {}, {}, [], 5, 6, 7)
     copy = pickle.loads(pickle.dumps(state))
     assert (copy.timer, copy.ptimer, copy.forced, copy.user.pending) == (
         5,
@@ -160,7 +160,7 @@ def test_state_is_pickled_flat_and_the_engine_keeps_no_host_fields():
         state.user.pending,
     )
     assert not copy.is_empty() and HostState().is_empty()
-    assert UserState.__slots__ == ("pending", "rules", "activity")
+    assert UserState.__slots__ == ("pending", "rules", "activity", "outcomes")
 
 
 def test_time_domains_are_pyflinks():

@@ -1,0 +1,156 @@
+"""The campaign layer in the Flink job equals the backtest: arms, control suppression and
+outcomes of experiment and goal rules, in file mode (p1, p2) and Kafka mode (p2), on one
+generated input with every pattern type, ties and out-of-order arrival within the bound.
+Records are compared without `detected_at` (wall-clock or replay time)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from moments_testing import launcher
+from schemas.event import Event
+from schemas.rules import parse_rules
+from tests.helpers import wait_for
+from tests.integration.detect_data import generate
+from tests.integration.detect_kafka import (
+    RunningJob,
+    TopicReader,
+    create_topics,
+    kafka_args,
+    produce,
+    tear_down,
+)
+from udfs.engine import Engine
+from udfs.replay import Replay
+
+pytestmark = pytest.mark.integration
+BOUND_MS = 2_000
+
+CAMPAIGN_RULES = """\
+rules:
+  - id: cart_silence
+    pattern: {type: silence, start: {event_type: add_to_cart},
+              unless: {event_type: [checkout_started, purchase]}, gap: 5s}
+    experiment: {salt: cart-x, holdout: 30%}
+    goal: {event_type: purchase, within: 20s}
+    action: {name: cart_nudge, destinations: [kafka, braze]}
+  - id: login_trouble
+    pattern: {type: count, match: {event_type: login_failed}, threshold: 3, within: 2s}
+    cooldown: 3s
+    experiment:
+      rollout: 70%
+      holdout: 20%
+      variants:
+        - {name: a, weight: 1, action: {name: login_help_a, destinations: [kafka]}}
+        - {name: b, weight: 2, action: {name: login_help_b, destinations: [kafka, iterable]}}
+    goal: {event_type: page_view, within: 10s}
+    action: {name: login_help, destinations: [kafka, iterable]}
+  - id: quick_add
+    pattern:
+      type: sequence
+      steps: [{event_type: product_view}, {event_type: add_to_cart}]
+      within: 1s
+    goal: {event_type: [purchase, add_to_cart], within: 5s}
+    action: {name: welcome_offer, destinations: [kafka]}
+  - id: no_checkout
+    pattern: {type: absence, start: {event_type: add_to_cart},
+              missing: {event_type: checkout_started}, within: 3s}
+    action: {name: exit_banner, destinations: [kafka]}
+"""
+
+
+def _record(line: str) -> str:
+    record = json.loads(line)
+    record.pop("detected_at", None)
+    return json.dumps(record, sort_keys=True)
+
+
+def backtest(valid: list[dict]) -> dict[str, list[str]]:
+    out = {"action": [], "suppressed": [], "outcome": []}
+    replay = Replay(
+        Engine(parse_rules(yaml.safe_load(CAMPAIGN_RULES))),
+        BOUND_MS,
+        on_action=lambda a: out["action"].append(_record(a.to_json_bytes().decode())),
+        on_suppressed=lambda a: out["suppressed"].append(_record(a.to_json_bytes().decode())),
+        on_outcome=lambda o: out["outcome"].append(_record(o.to_json_bytes().decode())),
+    )
+    for record in valid:
+        replay.push(Event.model_validate(record))
+    replay.finish()
+    return {kind: sorted(records) for kind, records in out.items()}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("detect-campaign")
+    lines, valid = generate(users=40, events_per_user=50, bound_ms=BOUND_MS, late=0, invalid=2)
+    rules = directory / "rules.yaml"
+    rules.write_text(CAMPAIGN_RULES)
+    events = directory / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    expected = backtest(valid)
+    assert expected["suppressed"] and expected["outcome"]
+    assert {json.loads(o)["converted"] for o in expected["outcome"]} == {True, False}
+    return directory, rules, events, lines, expected
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_the_file_job_equals_the_backtest(generated, parallelism):
+    directory, rules, events, _, expected = generated
+    paths = {kind: directory / f"{kind}-p{parallelism}.jsonl" for kind in expected}
+    result = launcher.run_moments(
+        "run", "--rules", str(rules), "--events", str(events),
+        "--out", str(paths["action"]), "--suppressed-out", str(paths["suppressed"]),
+        "--outcomes-out", str(paths["outcome"]), "--parallelism", str(parallelism),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind, path in paths.items():
+        got = sorted(_record(line) for line in path.read_text().splitlines() if line.strip())
+        assert got == expected[kind], kind
+
+
+def test_the_kafka_job_equals_the_backtest(generated, kafka_bootstrap, kafka_admin):
+    directory, rules, _, lines, expected = generated
+    topics = create_topics(
+        kafka_admin, "campaign",
+        {"events": 2, "actions": 2, "dlq": 1, "late": 1, "suppressed": 1, "outcomes": 2},
+    )  # fmt: skip
+    produce(kafka_bootstrap, topics["events"], lines)
+    roles = {"action": "actions", "suppressed": "suppressed", "outcome": "outcomes"}
+    readers = {role: TopicReader(kafka_bootstrap, topics[role]) for role in roles.values()}
+    job = RunningJob(
+        [
+            *kafka_args(kafka_bootstrap, topics, rules, group="campaign"),
+            "--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"],
+            "--max-out-of-orderness", "2s", "--idle-fire-after", "2s",
+            "--checkpoint-interval", "2s", "--parallelism", "2",
+        ],
+        directory / "kafka-job.log",
+    )  # fmt: skip
+    try:
+
+        def complete():
+            assert job.alive(), job.log_tail()
+            return all(len(readers[roles[kind]].poll()) >= len(expected[kind]) for kind in expected)
+
+        try:
+            wait_for(complete, timeout=180, interval=0.5, message="every action and outcome")
+        except AssertionError:
+            pass  # the comparison below says what is missing or extra
+        for kind, role in roles.items():
+            got = {_record(r.value.decode()) for r in readers[role].poll()}
+            missing, extra = set(expected[kind]) - got, got - set(expected[kind])
+            assert not missing and not extra, (
+                kind,
+                len(missing),
+                len(extra),
+                sorted(missing)[:3],
+                sorted(extra)[:3],
+                job.log_tail(),
+            )
+    finally:
+        tear_down(job, readers, kafka_admin, topics)
