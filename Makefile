@@ -16,10 +16,10 @@ UDF_SOURCES := $(shell find udfs/jvm/src -name '*.java')
 # PyFlink starts its Python workers with `python` from PATH: it must be the venv's.
 RUN_PY := PATH="$(CURDIR)/$(BIN):$$PATH"
 
-.PHONY: bench compose-config help setup postgres-server promtool infra-up infra-down test test-unit lint demo clean-run clean
+.PHONY: bench compose-config help setup postgres-server promtool chromium infra-up infra-down test test-unit lint demo clean-run clean
 
 help:
-	@echo "make setup       venv + pip install, JVM jars (Maven), PostgreSQL server and promtool if missing"
+	@echo "make setup       venv + pip install, JVM jars (Maven), PostgreSQL server, promtool, chromium if missing"
 	@echo "make infra-up    start local Kafka (127.0.0.1:19092) and PostgreSQL (127.0.0.1:55432)"
 	@echo "make infra-down  stop them"
 	@echo "make test        the whole suite, unit and integration (fixtures start the services)"
@@ -30,7 +30,7 @@ help:
 	@echo "make clean-run   stop the services and delete their state (.run/)"
 	@echo "make clean       clean-run, and delete resolved jars (.cache/jars)"
 
-setup: $(VENV_STAMP) $(JARS_STAMP) $(UDF_JAR) postgres-server promtool
+setup: $(VENV_STAMP) $(JARS_STAMP) $(UDF_JAR) postgres-server promtool chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,18 @@ promtool:
 		echo "setup: apt-get install prometheus (for promtool)"; \
 		apt-get update -qq; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+# A headless browser renders `moments report --html` pages in the tests (Debian's chromium).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "setup: chromium is missing: run 'sudo apt-get install -y chromium'" >&2; \
+			exit 1; \
+		fi; \
+		echo "setup: apt-get install chromium"; \
+		apt-get update -qq; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
 infra-up: setup

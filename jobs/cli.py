@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "run": ("jobs.detect", "run the PyFlink detection job (Kafka or file in, actions out)"),
     "deliver": ("jobs.deliver.cli", "deliver actions to Braze / Iterable (Kafka topic or file)"),
     "redrive": ("jobs.deliver.redrive", "re-send delivery dead letters, skipping accepted ones"),
+    "report": ("jobs.report.cli", "conversion and lift per rule and arm, from outcome records"),
+    "crm": ("jobs.crm_load", "crm load: put a CRM snapshot file into a PostgreSQL table"),
 }
 
 
