@@ -33,13 +33,21 @@ class CampaignOperator:
         self.state = runtime_context.get_state(
             ValueStateDescriptor("campaign", Types.PICKLED_BYTE_ARRAY())
         )
-        metrics = runtime_context.get_metrics_group().add_group("campaign")
-        self.fates = {}
-        self._metrics = metrics
-        self.outcomes = {
-            converted: metrics.counter("outcomes_converted" if converted else "outcomes_open_ended")
-            for converted in (True, False)
-        }
+        self._metrics = runtime_context.get_metrics_group().add_group("campaign")
+        self._counters: dict[tuple, object] = {}
+
+    def _count(self, *key) -> None:
+        """campaign.fate_<fate>, and campaign.rule.<id>.arm.<arm>.outcomes_[not_]converted."""
+        counter = self._counters.get(key)
+        if counter is None:
+            if key[0] == "fate":
+                counter = self._metrics.counter(f"fate_{key[1]}")
+            else:
+                _, rule_id, arm, converted = key
+                group = self._metrics.add_group("rule", rule_id).add_group("arm", arm or "none")
+                counter = group.counter("outcomes_converted" if converted else "outcomes_not_converted")
+            counter = self._counters[key] = counter
+        counter.inc()
 
     def on_timer(self, operator, ctx, fires, detected_at: int):
         """A timer of the detect `operator`: its actions (enriched, or held for their profile
@@ -122,11 +130,8 @@ class CampaignOperator:
 
     def _row(self, user: str, kind: str, record) -> Row:
         if kind == OUTCOME:
-            self.outcomes[record.converted].inc()
+            self._count("outcome", record.rule_id, record.arm, record.converted)
         else:
             fate = record.suppressed or ("sent" if record.deliver_at is None else "deferred")
-            counter = self.fates.get(fate)
-            if counter is None:
-                counter = self.fates[fate] = self._metrics.counter(f"fate_{fate}")
-            counter.inc()
+            self._count("fate", fate)
         return Row(_KINDS[kind], user, record.to_json_bytes().decode())

@@ -12,6 +12,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from jobs.connectors import payload as p
 from jobs.operators.decode import decode_payload
+from jobs.operators.metrics import DetectionLatency
 from jobs.operators.rows import DLQ_TAG, KIND_ACTION, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.rules import Rule
 from udfs.actions import build_action
@@ -83,6 +84,7 @@ class DetectMoments(KeyedProcessFunction):
         self.actions = {
             rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
+        self.latency = None if self.event_time_detected_at else DetectionLatency(metrics)
         self.campaign = None
         if CampaignStep(engine).active:
             from jobs.operators.campaign import CampaignOperator
@@ -123,7 +125,10 @@ class DetectMoments(KeyedProcessFunction):
     def _action(self, user_id: str, fire, detected_at: int):
         self.actions[fire.rule_id].inc()
         rule = self.engine.by_id[fire.rule_id]
-        return build_action(rule, user_id, fire, max(detected_at, fire.trigger_ts))
+        detected_at = max(detected_at, fire.trigger_ts)
+        if self.latency is not None:
+            self.latency.observe(detected_at - fire.trigger_ts)
+        return build_action(rule, user_id, fire, detected_at)
 
     def held_floor(self) -> int | None:
         """The earliest trigger_ts of the current user's actions held for their profile."""

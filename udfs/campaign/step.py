@@ -91,7 +91,11 @@ class CampaignStep:
         return out
 
     def wakeup(self, state: CampaignState) -> int | None:
-        return self.fate.wakeup(state.fate)
+        """When `release` has work: a decision, a deferred action due, or counted actions to
+        forget (so an idle user's state empties)."""
+        fate = self.fate
+        times = [t for t in (fate.wakeup(state.fate), fate.forget_at(state.fate)) if t is not None]
+        return min(times) if times else None
 
     def outcome(self, user_id: str, aid: str, result: GoalResult, fate: str) -> Outcome:
         rule = self.engine.by_id[result.rule_id]

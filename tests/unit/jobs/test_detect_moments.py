@@ -26,7 +26,7 @@ class Metrics:
     def counter(self, name: str) -> Counter:
         return self.counters.setdefault(name, Counter())
 
-    def add_group(self, key: str, value: str) -> Metrics:
+    def add_group(self, key: str, value: str | None = None) -> Metrics:
         return self.groups.setdefault((key, value), Metrics())
 
 
