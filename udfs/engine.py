@@ -63,7 +63,9 @@ class UserState:
         return (self.pending, self.rules, self.activity, self.outcomes)
 
     def __setstate__(self, state: tuple) -> None:
-        (self.pending, self.rules, self.activity, self.outcomes) = state
+        # State saved before goals existed has no outcomes: restore it as none open.
+        (self.pending, self.rules, self.activity, *outcomes) = state
+        self.outcomes = outcomes[0] if outcomes else []
 
     def is_empty(self) -> bool:
         return not (self.pending or self.rules or self.activity or self.outcomes)

@@ -230,3 +230,13 @@ def test_idle_forcing_after_the_input_stops_equals_the_final_watermark(raw, boun
         host.clock(START + second * 1_000)
     got = sorted((rule, user, ts, ids) for rule, user, ts, ids, _ in host.fires)
     assert got == oracle_fires(ALL_RULES, events)
+
+
+def test_state_saved_before_goals_existed_restores_with_no_open_outcomes():
+    # A HostState pickled by the layout before outcomes: (pending, rules, activity, timer,
+    # ptimer, forced); a savepoint of that version must restore.
+    event = EngineEvent(1, "e", "a", None, {})
+    state = HostState.__new__(HostState)
+    state.__setstate__(([event], {}, {}, 5, None, 7))
+    assert state.user.pending == [event] and state.user.outcomes == []
+    assert (state.timer, state.ptimer, state.forced) == (5, None, 7)
