@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from schemas.conditions import validate_conditions, validate_filter
-from schemas.durations import parse_duration_ms
+from schemas.durations import DurationMs
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -61,18 +61,6 @@ Share = Annotated[
                 {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
             ],
             "description": "A share of users: 25% or 0.25, in [0, 1].",
-        }
-    ),
-]
-
-DurationMs = Annotated[
-    int,
-    BeforeValidator(parse_duration_ms),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^\d+(ms|s|m|h|d)$",
-            "description": "A duration: an integer and a unit, e.g. 150ms, 45s, 2m, 1h, 1d.",
         }
     ),
 ]

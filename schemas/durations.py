@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, WithJsonSchema
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
@@ -21,6 +24,20 @@ def parse_duration_ms(value: object) -> int:
     if amount <= 0:
         raise ValueError(f"duration {value!r} must be greater than zero")
     return amount * _UNIT_MS[unit]
+
+
+#: A duration field of a model: written `45s`, held as milliseconds.
+DurationMs = Annotated[
+    int,
+    BeforeValidator(parse_duration_ms),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d+(ms|s|m|h|d)$",
+            "description": "A duration: an integer and a unit, e.g. 150ms, 45s, 2m, 1h, 1d.",
+        }
+    ),
+]
 
 
 def format_duration_ms(duration_ms: int) -> str:

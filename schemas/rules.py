@@ -24,23 +24,11 @@ from pydantic import (
 
 from schemas.campaign import Audience, Goal, Limits, Share
 from schemas.conditions import validate_filter
-from schemas.durations import parse_duration_ms
+from schemas.durations import DurationMs
 from schemas.errors import UserError
 
 RULE_ID = re.compile(r"^[a-z0-9_]+$")
 DESTINATIONS = ("kafka", "braze", "iterable")
-
-DurationMs = Annotated[
-    int,
-    BeforeValidator(parse_duration_ms),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^\d+(ms|s|m|h|d)$",
-            "description": "A duration: an integer and a unit, e.g. 150ms, 45s, 2m, 1h, 1d.",
-        }
-    ),
-]
 
 
 class RuleError(Exception):

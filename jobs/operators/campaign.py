@@ -45,7 +45,9 @@ class CampaignOperator:
             else:
                 _, rule_id, arm, converted = key
                 group = self._metrics.add_group("rule", rule_id).add_group("arm", arm or "none")
-                counter = group.counter("outcomes_converted" if converted else "outcomes_not_converted")
+                counter = group.counter(
+                    "outcomes_converted" if converted else "outcomes_not_converted"
+                )
             counter = self._counters[key] = counter
         counter.inc()
 

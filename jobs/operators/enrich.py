@@ -46,14 +46,19 @@ def enrich_actions(env, actions, config):
     return enriched
 
 
-class _EnrichmentMetrics:
-    """enrich.{ok,missing,unavailable}, enrich.cache_hits and enrich.crm_latency_ms (the latest
-    lookup, a gauge) plus enrich.crm_latency_ms_total (sum, for averages across subtasks)."""
+class EnrichmentMetrics:
+    """ok, missing, unavailable, cache_hits, crm_latency_ms (the latest lookup, a gauge) and
+    crm_latency_ms_total (sum, for averages across subtasks), in the operator's metric group or,
+    with `group`, a group of it (the inline layout's "enrich"); `held` counts actions that
+    waited for their profile (inline layout)."""
 
-    def __init__(self, runtime_context):
+    def __init__(self, runtime_context, group: str | None = None):
         metrics = runtime_context.get_metrics_group()
+        if group is not None:
+            metrics = metrics.add_group(group)
         self.outcomes = {s: metrics.counter(s) for s in ("ok", "missing", "unavailable")}
         self.cache_hits = metrics.counter("cache_hits")
+        self.held = metrics.counter("held")
         self.latency_total = metrics.counter("crm_latency_ms_total")
         self.last_latency_ms = 0
         metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
@@ -88,7 +93,7 @@ class EnrichActions(ProcessFunction):
         from udfs.crm import build_lookup
 
         self.lookup = build_lookup(self.crm_settings)
-        self.metrics = _EnrichmentMetrics(runtime_context)
+        self.metrics = EnrichmentMetrics(runtime_context)
 
     def process_element(self, action, ctx):
         result = self.lookup.lookup(action.user_id)
@@ -112,7 +117,7 @@ def async_enrich_function(crm_settings):
             from udfs.crm import build_lookup
 
             self.lookup = build_lookup(self.crm_settings)
-            self.metrics = _EnrichmentMetrics(runtime_context)
+            self.metrics = EnrichmentMetrics(runtime_context)
 
         async def async_invoke(self, action):
             result = await self.lookup.alookup(action.user_id)

@@ -16,30 +16,9 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from jobs.connectors import payload as p
 from jobs.operators.detect import DetectMoments
+from jobs.operators.enrich import EnrichmentMetrics
 from jobs.operators.rows import KIND_ACTION
 from schemas.action import Action
-
-
-class EnrichmentMetrics:
-    """enrich.{ok,missing,unavailable}, enrich.cache_hits (actions whose profile was known when
-    they fired), enrich.held (actions that waited for theirs), enrich.crm_latency_ms (the latest
-    lookup, a gauge) and enrich.crm_latency_ms_total, in the detect operator's "enrich" group."""
-
-    def __init__(self, runtime_context):
-        metrics = runtime_context.get_metrics_group().add_group("enrich")
-        self.outcomes = {s: metrics.counter(s) for s in ("ok", "missing", "unavailable")}
-        self.cache_hits = metrics.counter("cache_hits")
-        self.held = metrics.counter("held")
-        self.latency_total = metrics.counter("crm_latency_ms_total")
-        self.last_latency_ms = 0
-        metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
-
-    def record(self, result) -> None:
-        self.outcomes[result.status].inc()
-        if result.cached:
-            self.cache_hits.inc()
-        self.last_latency_ms = result.latency_ms
-        self.latency_total.inc(int(result.latency_ms))
 
 
 class EnrichingDetectMoments(DetectMoments):
@@ -58,7 +37,7 @@ class EnrichingDetectMoments(DetectMoments):
 
         super().open(runtime_context)
         held = runtime_context.get_state(ValueStateDescriptor("held", Types.PICKLED_BYTE_ARRAY()))
-        metrics = EnrichmentMetrics(runtime_context)
+        metrics = EnrichmentMetrics(runtime_context, group="enrich")
         self.prefetcher = build_prefetcher(self.crm_settings)
         self.prefetch_events = self.crm_settings.prefetch == "events"
         self.enrichment = InlineEnrichment(
