@@ -14,14 +14,23 @@ from pathlib import Path
 from jobs.cli import UsageError
 from schemas.durations import parse_duration_ms
 from schemas.rules import RuleFileError, load_rules
+from schemas.rules_record import effective_schedule, load_rules_history
 from udfs.decode import InvalidEvent, dead_letter_json, decode_event, validate_event
 from udfs.engine import Engine
 from udfs.eventfiles import EventFile
 from udfs.replay import Replay
+from udfs.rules_history import RulesHistory
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--rules", required=True, metavar="R.yaml", help="rules file")
+    rules = parser.add_mutually_exclusive_group(required=True)
+    rules.add_argument("--rules", metavar="R.yaml", help="rules file")
+    rules.add_argument(
+        "--rules-history",
+        metavar="H.jsonl",
+        help="live rules: one rules record per line, in publication order, each version in force "
+        "from its effective_from (only the first may be null: from the start)",
+    )
     parser.add_argument(
         "--events", required=True, metavar="E.jsonl|E.parquet", help="events, in arrival order"
     )
@@ -116,7 +125,7 @@ class _Progress:
 
 def run(args) -> int:
     try:
-        rules = load_rules(args.rules)
+        engine = _engine(args)
     except RuleFileError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -156,7 +165,7 @@ def run(args) -> int:
             late_out.write("\n")
 
         replay = Replay(
-            Engine(rules),
+            engine,
             bound_ms,
             on_action=write_action,
             on_late=write_late,
@@ -170,6 +179,14 @@ def run(args) -> int:
     elapsed = time.monotonic() - started
     _print_summary(replay.counts, elapsed, out_path, dlq_path, args.late_out)
     return 0
+
+
+def _engine(args):
+    """The rules file's Engine, or with --rules-history the versions' RulesHistory."""
+    if args.rules_history is None:
+        return Engine(load_rules(args.rules))
+    records = load_rules_history(args.rules_history)
+    return RulesHistory(effective_schedule(records, args.rules_history))
 
 
 def _replay_records(replay, source, max_future_ms, dlq, current_raw: list, progress) -> None:

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "redrive": ("jobs.deliver.redrive", "re-send delivery dead letters, skipping accepted ones"),
     "report": ("jobs.report.cli", "conversion and lift per rule and arm, from outcome records"),
     "crm": ("jobs.crm_load", "crm load: put a CRM snapshot file into a PostgreSQL table"),
+    "rules": ("jobs.rules_cli", "rules publish|list: live rule versions on the rules topic"),
 }
 
 

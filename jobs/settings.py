@@ -13,6 +13,8 @@ LATE_EVENTS_TOPIC = "moments.events.late"
 DELIVERY_DLQ_TOPIC = "moments.delivery.dlq"
 SUPPRESSED_TOPIC = "moments.actions.suppressed"
 OUTCOMES_TOPIC = "moments.outcomes"
+RULES_TOPIC = "moments.rules"
+RULES_STATUS_TOPIC = "moments.rules.status"
 
 ALL_TOPICS = (
     EVENTS_TOPIC,
@@ -22,7 +24,11 @@ ALL_TOPICS = (
     DELIVERY_DLQ_TOPIC,
     SUPPRESSED_TOPIC,
     OUTCOMES_TOPIC,
+    RULES_TOPIC,
+    RULES_STATUS_TOPIC,
 )
+# Topic configs beyond the defaults: the rules topic keeps the latest record per key (compacted).
+TOPIC_CONFIGS = {RULES_TOPIC: {"cleanup.policy": "compact"}}
 
 # Local (no-Docker) services started by deploy/local/*.sh, loopback only.
 LOCAL_KAFKA_BOOTSTRAP = "127.0.0.1:19092"

@@ -48,7 +48,7 @@ class UserState:
     A host keeps its own bookkeeping beside it (udfs/host.py:HostState).
     """
 
-    __slots__ = ("pending", "rules", "activity", "outcomes")
+    __slots__ = ("pending", "rules", "activity", "outcomes", "version")
 
     def __init__(self) -> None:
         # Buffered events some rule's filters can match, kept sorted by (ts, event_id).
@@ -58,14 +58,22 @@ class UserState:
         self.activity: dict[int, list] = {}
         # Open outcomes of rules with a goal: (expires, rule_id, trigger_ts).
         self.outcomes: list[tuple[int, str, int]] = []
+        # Live rules: the version of the rules history this user was last advanced under (None:
+        # not yet, or no history; udfs/rules_history.py). Not part of `is_empty`: an empty state
+        # is the same under every version.
+        self.version: str | None = None
 
     def __getstate__(self) -> tuple:
-        return (self.pending, self.rules, self.activity, self.outcomes)
+        if self.version is None:
+            return (self.pending, self.rules, self.activity, self.outcomes)
+        return (self.pending, self.rules, self.activity, self.outcomes, self.version)
 
     def __setstate__(self, state: tuple) -> None:
-        # State saved before goals existed has no outcomes: restore it as none open.
-        (self.pending, self.rules, self.activity, *outcomes) = state
-        self.outcomes = outcomes[0] if outcomes else []
+        # State saved before goals existed has no outcomes: restore it as none open; state saved
+        # without a rules history has no version.
+        (self.pending, self.rules, self.activity, *rest) = state
+        self.outcomes = rest[0] if rest else []
+        self.version = rest[1] if len(rest) > 1 else None
 
     def is_empty(self) -> bool:
         return not (self.pending or self.rules or self.activity or self.outcomes)
@@ -73,7 +81,8 @@ class UserState:
     def __repr__(self) -> str:
         return (
             f"UserState(pending={self.pending!r}, rules={self.rules!r}, "
-            f"activity={self.activity!r}, outcomes={self.outcomes!r})"
+            f"activity={self.activity!r}, outcomes={self.outcomes!r}"
+            + (")" if self.version is None else f", version={self.version!r})")
         )
 
 
@@ -137,9 +146,23 @@ class Engine:
         """The wakeup of the activity bucket holding `ts` (its events are dropped then)."""
         return (ts // self.activity_bucket_ms + 1) * self.activity_bucket_ms
 
+    def rule_at(self, rule_id: str, trigger_ts: int) -> tuple[Rule, str | None]:
+        """The rule a fire at `trigger_ts` belongs to, and its rules version (None: no history;
+        udfs/rules_history.py answers per version)."""
+        return self.by_id[rule_id], None
+
     def advance(
-        self, state: UserState, watermark: float, user_id: str | None = None
+        self,
+        state: UserState,
+        watermark: float,
+        user_id: str | None = None,
+        deadline_limit: float | None = None,
     ) -> list[Fire | GoalResult]:
+        """`deadline_limit` (default: the watermark) is the last deadline to fire; a rules switch
+        at T advances the old version with `watermark=T, deadline_limit=T - 1`: events before T
+        and deadlines before T, no more."""
+        if deadline_limit is None:
+            deadline_limit = watermark
         fires: list[Fire | GoalResult] = []
         rules = state.rules
         if not rules.keys() <= self._known:
@@ -164,19 +187,19 @@ class Engine:
         if self.rollout.partial:
             patterns = [p for p in patterns if self.rollout.runs(p.rule_id, user_id)]
         goals = self.goals
-        if goals:
-            return self._advance_goals(state, watermark, ready_events, patterns)
+        if goals or state.outcomes:
+            return self._advance_goals(state, watermark, ready_events, patterns, deadline_limit)
         for event in ready_events:
             self._fire_deadlines(rules, event.ts, fires)
             for pattern in patterns:
                 fire = pattern.on_event(rules, event)
                 if fire is not None:
                     fires.append(fire)
-        self._fire_deadlines(rules, watermark, fires)
+        self._fire_deadlines(rules, deadline_limit, fires)
         self._prune(rules, watermark)
         return fires
 
-    def _advance_goals(self, state, watermark, ready_events, patterns) -> list:
+    def _advance_goals(self, state, watermark, ready_events, patterns, deadline_limit) -> list:
         """`advance` with goals: per event, deadlines fire, then the event converts outcomes
         opened before it, then it is matched (so it never converts its own fire's outcome)."""
         fires: list = []
@@ -194,10 +217,10 @@ class Engine:
                     fires.append(fire)
             goals.open(outcomes, fires, start, opened)
         start = len(fires)
-        self._fire_deadlines(rules, watermark, fires)
+        self._fire_deadlines(rules, deadline_limit, fires)
         goals.open(outcomes, fires, start, opened)
         if outcomes:
-            goals.expire(outcomes, watermark, fires)
+            goals.expire(outcomes, deadline_limit, fires)
         self._prune(rules, watermark)
         return fires
 

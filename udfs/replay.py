@@ -1,5 +1,7 @@
 """Replaying events in arrival order through the engine, as the backtest (and tests) do.
 
+`engine` is an Engine, or a RulesHistory (live rules: versions switched at their event time,
+udfs/rules_history.py) whose actions and outcomes carry `rules_version`.
 The host policy is udfs/host.py's, over timers in memory whose watermark is `max_ts_seen - bound`,
 moved after every event; `finish()` moves event time to +infinity, as Flink's final watermark
 does, so armed deadlines fire at their own trigger_ts.
@@ -20,6 +22,7 @@ from udfs.campaign.step import ACTION, OUTCOME, SUPPRESSED, CampaignState, Campa
 from udfs.engine import END_OF_TIME, Engine
 from udfs.host import Host, HostState, MemoryState, MemoryTimerService, ReplayWatermark
 from udfs.model import EngineEvent, Fire
+from udfs.rules_history import HistoryCampaignStep, RulesHistory
 
 
 @dataclass
@@ -38,7 +41,7 @@ class ReplayCounts:
 class Replay:
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | RulesHistory,
         max_out_of_orderness_ms: int = 2_000,
         on_action: Callable[[Action], None] | None = None,
         on_late: Callable[[Event], None] | None = None,
@@ -58,7 +61,11 @@ class Replay:
         self.on_suppressed = on_suppressed or (lambda action: None)
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.enrich = enrich
-        self.campaign = CampaignStep(engine)
+        self.campaign = (
+            HistoryCampaignStep(engine)
+            if isinstance(engine, RulesHistory)
+            else CampaignStep(engine)
+        )
         self.campaign_states: dict[str, CampaignState] = {}
         self._campaign_due: list[tuple[int, str]] = []  # (wakeup, user): a heap
         self.timers = MemoryTimerService(watermark=-END_OF_TIME, replace=activity_delay is None)
@@ -130,12 +137,14 @@ class Replay:
             self._campaign(user, (), watermark)
 
     def _action(self, user: str, fire: Fire) -> Action:
-        rule = self.engine.by_id[fire.rule_id]
+        rule, version = self.engine.rule_at(fire.rule_id, fire.trigger_ts)
         max_ts = self.max_ts
         now = self.watermark if max_ts is None else min(self.watermark, max_ts)
         detected_at = int(max(fire.trigger_ts, now))
         self.counts.actions_per_rule[fire.rule_id] += 1
         action = build_action(rule, user, fire, detected_at)
+        if version is not None:
+            action.rules_version = version
         return action if self.enrich is None else self.enrich(action)
 
     def _campaign(self, user: str, fires, event_time: float) -> None:

@@ -15,7 +15,7 @@ import time
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from jobs.settings import ALL_TOPICS
+from jobs.settings import ALL_TOPICS, TOPIC_CONFIGS
 
 
 def parse_partitions(spec: str) -> dict[str, int]:
@@ -65,7 +65,12 @@ def connect(bootstrap: str, deadline: float, watch_pid: int | None) -> KafkaAdmi
 def ensure_topics(admin: KafkaAdminClient, partitions: dict[str, int], deadline: float) -> None:
     existing = set(admin.list_topics())
     missing = [
-        NewTopic(name=topic, num_partitions=count, replication_factor=1)
+        NewTopic(
+            name=topic,
+            num_partitions=count,
+            replication_factor=1,
+            topic_configs=TOPIC_CONFIGS.get(topic, {}),
+        )
         for topic, count in partitions.items()
         if topic not in existing
     ]

@@ -160,7 +160,8 @@ def test_state_is_pickled_flat_and_the_engine_keeps_no_host_fields():
         state.user.pending,
     )
     assert not copy.is_empty() and HostState().is_empty()
-    assert UserState.__slots__ == ("pending", "rules", "activity", "outcomes")
+    # `version`: the rules-history version a user is at (engine state; unset without a history).
+    assert UserState.__slots__ == ("pending", "rules", "activity", "outcomes", "version")
 
 
 def test_time_domains_are_pyflinks():
