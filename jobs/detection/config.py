@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, field_validator, model_validator
+from pydantic import BeforeValidator, WrapValidator, field_validator, model_validator
 
 from jobs import settings
 from jobs.detection import checks
 from jobs.options import Millis, MillisOrOff, Options, OptionsError, duration_ms, load, option
-from schemas.rules import Rule, RuleFileError, load_rules
+from schemas.rules import Rule, RuleFileError, RuleSet, load_rules
 from udfs.crm import CrmConfigError, CrmSettings, from_env
 from udfs.crm.factory import with_profiles_file
 from udfs.decode import DEFAULT_MAX_FUTURE_MS
@@ -30,13 +30,14 @@ TIMING = "event time"
 RUNTIME = "runtime"
 
 
-def _rules_file(value: Any) -> Any:
-    if not isinstance(value, str | Path):
-        return value
-    try:
-        return load_rules(Path(value))
-    except RuleFileError as error:
-        raise ValueError(f"{value}: {error}") from None
+def _rules_file(value: Any, handler) -> Any:
+    if isinstance(value, str | Path):
+        try:
+            value = load_rules(Path(value))
+        except RuleFileError as error:
+            raise ValueError(f"{value}: {error}") from None
+    # Validated as list[Rule] the rules become a plain list: keep the file's `limits` with them.
+    return RuleSet(handler(value), getattr(value, "limits", None))
 
 
 def _idle(value: Any) -> Any:
@@ -48,7 +49,7 @@ def _idle(value: Any) -> Any:
 class DetectConfig(Options):
     """The detection job's options; `from_args` builds it, and it is passed down to the job."""
 
-    rules: Annotated[list[Rule], BeforeValidator(_rules_file)] = option(
+    rules: Annotated[list[Rule], WrapValidator(_rules_file)] = option(
         ..., "the rules file", metavar="RULES.yaml", repr=False
     )
     events_path: Path | None = option(
