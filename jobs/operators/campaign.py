@@ -81,7 +81,9 @@ class CampaignOperator:
                 goals.append(item)
         return actions, goals
 
-    def run(self, ctx, user: str, actions, goals, now_event_time: float) -> list[Row]:
+    def run(
+        self, ctx, user: str, actions, goals, now_event_time: float, forget_until=None
+    ) -> list[Row]:
         state = self.state.value()
         if state is None:
             if not actions and not goals:
@@ -92,7 +94,7 @@ class CampaignOperator:
             out += step.submit(state, action)
         for goal in goals:
             out += step.on_goal(state, user, goal)
-        out += step.release(state, user, now_event_time)
+        out += step.release(state, user, now_event_time, forget_until)
         self._schedule(ctx, state)
         if step.is_empty(state):
             self.state.clear()
@@ -107,7 +109,11 @@ class CampaignOperator:
         state = self.state.value()
         if state is None or not host.idle_fire_after_ms:
             return []
-        wakeup = self.step.wakeup(state)
+        # Only decisions and deferred actions are forced. Counted actions are forgotten as the
+        # watermark passes their window, never at a forced time: the user's later events are
+        # not late (the engine did not move their event time), and their actions must still be
+        # capped by what was counted (DESIGN.md "Fate of a detection", step 3).
+        wakeup = self.step.fate.wakeup(state.fate)
         watermark = ctx.timer_service().current_watermark()
         if wakeup is None or wakeup <= watermark:
             return []
@@ -118,7 +124,7 @@ class CampaignOperator:
         if now < due:
             ctx.timer_service().register_processing_time_timer(round_up(due))
             return []
-        return self.run(ctx, user, (), (), event_time(watermark, wakeup))
+        return self.run(ctx, user, (), (), event_time(watermark, wakeup), forget_until=watermark)
 
     def _schedule(self, ctx, state: CampaignState) -> None:
         wakeup = self.step.wakeup(state)
@@ -127,7 +133,7 @@ class CampaignOperator:
         timers = ctx.timer_service()
         timers.register_event_time_timer(wakeup)
         idle = self.host.idle_fire_after_ms
-        if idle:
+        if idle and self.step.fate.wakeup(state.fate) is not None:
             timers.register_processing_time_timer(round_up(self.host.clock() + idle))
 
     def _row(self, user: str, kind: str, record) -> Row:

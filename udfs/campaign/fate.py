@@ -100,10 +100,15 @@ class FateStep:
         """Queue an enriched action (profile and `enrichment` set); the step now owns it."""
         insort(state.queue, action, key=_queue_order)
 
-    def release(self, state: FateState, watermark: float) -> tuple[list[Decided], list[Action]]:
+    def release(
+        self, state: FateState, watermark: float, forget_until: float | None = None
+    ) -> tuple[list[Decided], list[Action]]:
         """Decide every queued action with `trigger_ts < watermark`, in `(trigger_ts, action_id)`
         order, and hand back the deferred actions due by then (`deliver_at <= watermark`), in
-        `(deliver_at, trigger_ts, action_id)` order, each once. `float('inf')` decides all."""
+        `(deliver_at, trigger_ts, action_id)` order, each once. `float('inf')` decides all.
+        `forget_until`: the time below which no later action can come, when that is lower than
+        `watermark` (a host forcing a decision on an idle input); counted actions are kept for
+        caps up to it."""
         decided: list[Decided] = []
         queue = state.queue
         if queue and queue[0].trigger_ts < watermark:
@@ -117,9 +122,11 @@ class FateStep:
                 for action in actions:
                     decided.append(Decided(self._decide(state, action), action))
         counted = state.counted
-        # Every later action has trigger_ts >= watermark: its cap windows start after this.
-        if counted and counted[0][0] <= watermark - self.longest_per_ms:
-            horizon = watermark - self.longest_per_ms
+        # Every later action has trigger_ts >= forget_until: its cap windows start after this.
+        horizon = (watermark if forget_until is None else min(watermark, forget_until)) - (
+            self.longest_per_ms
+        )
+        if counted and counted[0][0] <= horizon:
             del counted[: bisect_right(counted, horizon, key=_first)]
         due: list[Action] = []
         deferred = state.deferred

@@ -69,8 +69,12 @@ class CampaignStep:
             return []
         return [(OUTCOME, self.outcome(user_id, aid, result, fate))]
 
-    def release(self, state: CampaignState, user_id: str, event_time: float) -> list:
-        decided, due = self.fate.release(state.fate, event_time)
+    def release(
+        self, state: CampaignState, user_id: str, event_time: float, forget_until=None
+    ) -> list:
+        """`forget_until`: as in FateStep.release (an idle-forced `event_time` is not a time
+        below which no action can come any more)."""
+        decided, due = self.fate.release(state.fate, event_time, forget_until)
         out = self._decided(state, user_id, decided)
         out.extend((ACTION, action) for action in due)
         return out
