@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,29 +203,9 @@ def _ensure_topic(servers: list[str], topic: str) -> None:
 
 def _records(servers: list[str], topic: str, idle_timeout_s: float = 30.0):
     """(partition, offset, value) of every record up to the end offsets at start."""
-    from kafka import KafkaConsumer, TopicPartition
+    from jobs.connectors.brokers import TopicReadError, read_to_end
 
-    consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False)
     try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            raise UsageError(f"topic {topic}: no such topic (publish a version first)")
-        consumer.assign(partitions)
-        for tp, offset in consumer.beginning_offsets(partitions).items():
-            consumer.seek(tp, offset)
-        ends = consumer.end_offsets(partitions)
-        last_progress = time.monotonic()
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            polled = consumer.poll(timeout_ms=1000)
-            if polled:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > idle_timeout_s:
-                raise UsageError(f"topic {topic}: nothing read for {idle_timeout_s:.0f} s")
-            for tp, records in polled.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record.partition, record.offset, record.value or b""
-    finally:
-        consumer.close()
+        yield from read_to_end(servers, topic, idle_timeout_s)
+    except TopicReadError as error:
+        raise UsageError(f"{error} (publish a version first)") from None

@@ -34,7 +34,7 @@ from udfs.campaign.fate import FateStep
 from udfs.campaign.goals import GoalResult, Goals
 from udfs.campaign.step import OUTCOME, CampaignStep
 from udfs.engine import Engine, UserState
-from udfs.model import EngineEvent, Fire
+from udfs.model import Fire
 
 
 class HistoryGoals(Goals):
@@ -56,31 +56,6 @@ class HistoryGoals(Goals):
             goals = goals.previous
         return goals.by_rule.get(rule_id)
 
-    def on_event(self, outcomes: list, event: EngineEvent, out: list) -> None:
-        keep = []
-        for outcome in outcomes:
-            expires, rule_id, trigger_ts = outcome
-            goal = self.goal_of(rule_id, trigger_ts)
-            if goal is not None and event.ts < expires and goal[0](event):
-                out.append(GoalResult(rule_id, trigger_ts, event.ts, event.event_id))
-            else:
-                keep.append(outcome)
-        if len(keep) != len(outcomes):
-            outcomes[:] = keep
-
-    def expire(self, outcomes: list, watermark: float, out: list) -> None:
-        keep = []
-        for outcome in outcomes:
-            expires, rule_id, trigger_ts = outcome
-            if self.goal_of(rule_id, trigger_ts) is None:
-                continue
-            if expires <= watermark:
-                out.append(GoalResult(rule_id, trigger_ts, None, None))
-            else:
-                keep.append(outcome)
-        if len(keep) != len(outcomes):
-            outcomes[:] = keep
-
 
 class _Rollouts:
     """What a host asks of `Engine.rollout`: whether some version's rollout is partial."""
@@ -93,7 +68,9 @@ class RulesHistory:
     """The versions of an effective schedule (schemas/rules_record.py:effective_schedule), with
     the Engine's entry points (`accept`, `advance`, `wakeup`, `due`, activity) for a host."""
 
-    def __init__(self, schedule: list[ScheduledVersion]):
+    def __init__(self, schedule: list[ScheduledVersion], activity: bool = True):
+        """`activity=False`: no event is activity (every one buffered and matched), for a host
+        whose history grows while events arrive (udfs/live_rules.py)."""
         if not schedule or schedule[0].since != float("-inf"):
             raise ValueError("a schedule starts with a version in force from -inf")
         self.starts: list[float] = [version.since for version in schedule]
@@ -105,7 +82,7 @@ class RulesHistory:
             engine = Engine(version.rules)
             engine.goals = goals = HistoryGoals(engine.rules, version.since, goals)
             self.engines.append(engine)
-        self._share_activity()
+        self._share_activity(activity)
         self.rollout = _Rollouts(self.engines)
         latest: dict[str, Rule] = {}
         for engine in self.engines:
@@ -113,7 +90,7 @@ class RulesHistory:
         self.rules: list[Rule] = list(latest.values())
         self.by_id = latest
 
-    def _share_activity(self) -> None:
+    def _share_activity(self, activity: bool) -> None:
         """Activity (udfs/engine.py) is kept in each user's state across switches, so every
         version must agree on it: an event is activity when no version's filters can match it,
         in buckets of the smallest silence gap of any version; off when some version has a
@@ -127,7 +104,7 @@ class RulesHistory:
                     types = None
                     break
                 types |= read
-        filtered = frozenset(types) if gaps and types is not None else None
+        filtered = frozenset(types) if activity and gaps and types is not None else None
         for engine in self.engines:
             engine.filtered_types = filtered
             engine.activity_bucket_ms = min(gaps) if filtered is not None else None

@@ -5,7 +5,6 @@ committed), so a report is a snapshot and always ends."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,38 +62,13 @@ def read_topic(bootstrap_servers: str, topic: str, idle_timeout_s: float = 30.0)
 
 
 def _records(servers: str, topic: str, idle_timeout_s: float) -> Iterator[tuple[int, int, bytes]]:
-    from kafka import KafkaConsumer, TopicPartition
+    from jobs.connectors.brokers import TopicReadError, read_to_end
 
     try:
         addresses = check_bootstrap(servers)
     except ValueError as error:
         raise OutcomeInputError(f"--bootstrap-servers: {error}") from None
-    consumer = KafkaConsumer(
-        bootstrap_servers=addresses.split(","), group_id=None, enable_auto_commit=False
-    )
     try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            raise OutcomeInputError(f"topic {topic}: no such topic")
-        consumer.assign(partitions)
-        # Explicit offsets, not seek_to_beginning(): position() then answers at once.
-        for tp, offset in consumer.beginning_offsets(partitions).items():
-            consumer.seek(tp, offset)
-        ends = consumer.end_offsets(partitions)
-        last_progress = time.monotonic()
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            polled = consumer.poll(timeout_ms=1000)
-            if polled:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > idle_timeout_s:
-                raise OutcomeInputError(
-                    f"topic {topic}: nothing read for {idle_timeout_s:.0f} s before its end offsets"
-                )
-            for tp, records in polled.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record.partition, record.offset, record.value or b""
-    finally:
-        consumer.close()
+        yield from read_to_end(addresses, topic, idle_timeout_s)
+    except TopicReadError as error:
+        raise OutcomeInputError(str(error)) from None

@@ -65,12 +65,17 @@ class Goals:
                     opened.add((fire.rule_id, fire.trigger_ts))
                     outcomes.append((fire.trigger_ts + goal[1], fire.rule_id, fire.trigger_ts))
 
+    def goal_of(self, rule_id: str, trigger_ts: int):
+        """The (filter, within) of the goal an outcome of `rule_id` at `trigger_ts` resolves by
+        (None: the rule is gone)."""
+        return self.by_rule.get(rule_id)
+
     def on_event(self, outcomes: list, event: EngineEvent, out: list) -> None:
         """The event converts every open outcome whose goal it matches within the window."""
-        by_rule, keep = self.by_rule, []
+        keep = []
         for outcome in outcomes:
             expires, rule_id, trigger_ts = outcome
-            goal = by_rule.get(rule_id)
+            goal = self.goal_of(rule_id, trigger_ts)
             if goal is not None and event.ts < expires and goal[0](event):
                 out.append(GoalResult(rule_id, trigger_ts, event.ts, event.event_id))
             else:
@@ -81,10 +86,10 @@ class Goals:
     def expire(self, outcomes: list, watermark: float, out: list) -> None:
         """Resolve unconverted every outcome whose window event time has reached; an outcome of
         a rule no longer in the set (state from an older rule set) is dropped."""
-        by_rule, keep = self.by_rule, []
+        keep = []
         for outcome in outcomes:
             expires, rule_id, trigger_ts = outcome
-            if rule_id not in by_rule:
+            if self.goal_of(rule_id, trigger_ts) is None:
                 continue
             if expires <= watermark:
                 out.append(GoalResult(rule_id, trigger_ts, None, None))
