@@ -25,26 +25,16 @@ import yaml
 
 from moments_testing import docs, launcher
 from moments_testing.docs import ROOT, block
-from schemas.event import Event
-from schemas.rules import parse_rules
 from tests.helpers import wait_for
+from tests.integration.campaign_jobs import KINDS, CampaignKafkaJob, record
+from tests.integration.campaign_jobs import backtest as backtest_records
 from tests.integration.detect_data import T0, generate
-from tests.integration.detect_kafka import (
-    RunningJob,
-    TopicReader,
-    create_topics,
-    kafka_args,
-    produce,
-    tear_down,
-)
+from tests.integration.detect_kafka import produce
 from udfs.crm.file import load_profiles
-from udfs.engine import Engine
 from udfs.enrich import enrich
-from udfs.replay import Replay
 
 pytestmark = pytest.mark.integration
 BOUND_MS = 2_000
-KINDS = ("action", "suppressed", "outcome")
 EXAMPLE_RULES = ROOT / "examples" / "audience.yaml"
 # 40 s before 22:00 UTC: the generated streams (about a minute per user) cross it.
 BASE_MS = int(datetime(2025, 11, 22, 21, 59, 20, tzinfo=UTC).timestamp() * 1000)
@@ -103,32 +93,12 @@ def profiles_for(users: list[str]) -> list[dict]:
     return profiles
 
 
-def record(text: str) -> str:
-    fields = json.loads(text)
-    fields.pop("detected_at", None)
-    return json.dumps(fields, sort_keys=True)
-
-
 def backtest(rules: str, events: list[dict], profiles_path) -> tuple[dict, object]:
     """The sorted records of each kind, and the replay's counts."""
     profiles = load_profiles(profiles_path)
-    out = {kind: [] for kind in KINDS}
-
-    def collect(kind):
-        return lambda item: out[kind].append(record(item.to_json_bytes().decode()))
-
-    replay = Replay(
-        Engine(parse_rules(yaml.safe_load(rules))),
-        BOUND_MS,
-        on_action=collect("action"),
-        on_suppressed=collect("suppressed"),
-        on_outcome=collect("outcome"),
-        enrich=lambda action: enrich(action, profiles.lookup(action.user_id)),
+    return backtest_records(
+        rules, events, BOUND_MS, lambda action: enrich(action, profiles.lookup(action.user_id))
     )
-    for event in events:
-        replay.push(Event.model_validate(event))
-    replay.finish()
-    return {kind: sorted(records) for kind, records in out.items()}, replay.counts
 
 
 def fates_of(records: dict[str, list[str]]) -> dict[str, int]:
@@ -223,39 +193,14 @@ def test_the_kafka_job_with_postgres_equals_the_backtest(
 ):
     directory, events, expected = inputs
     expected = expected["defer"]
-    topics = create_topics(
-        kafka_admin, "audience",
-        {"events": 2, "actions": 2, "dlq": 1, "late": 1, "suppressed": 1, "outcomes": 1},
-    )  # fmt: skip
-    produce(kafka_bootstrap, topics["events"], [json.dumps(e) for e in events])
-    roles = {"action": "actions", "suppressed": "suppressed", "outcome": "outcomes"}
-    readers = {role: TopicReader(kafka_bootstrap, topics[role]) for role in roles.values()}
-    job = RunningJob(
-        [
-            *kafka_args(kafka_bootstrap, topics, directory / "rules-defer.yaml", group="aud"),
-            "--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"],
-            "--max-out-of-orderness", "2s", "--idle-fire-after", "2s",
-            "--checkpoint-interval", "2s", "--parallelism", "2",
-        ],
+    run = CampaignKafkaJob(
+        kafka_bootstrap, kafka_admin, "aud", directory / "rules-defer.yaml",
         directory / "kafka-job.log",
     )  # fmt: skip
     try:
-
-        def complete():
-            assert job.alive(), job.log_tail()
-            return all(len(readers[roles[kind]].poll()) >= len(expected[kind]) for kind in KINDS)
-
-        try:
-            wait_for(complete, timeout=180, interval=0.5, message="every record")
-        except AssertionError:
-            pass  # the comparison below says what is missing or extra
-        for kind, role in roles.items():
-            got = {record(r.value.decode()) for r in readers[role].poll()}
-            missing, extra = set(expected[kind]) - got, got - set(expected[kind])
-            assert not missing and not extra, (
-                kind, len(missing), len(extra), sorted(missing)[:2], sorted(extra)[:2],
-                job.log_tail(),
-            )  # fmt: skip
+        produce(kafka_bootstrap, run.topics["events"], [json.dumps(e) for e in events])
+        job = run.start()
+        run.assert_equal(expected)
         # Counts add up in the job's metrics too: detections = the fates counted.
         fates = {f"detect.campaign.fate_{fate}": n for fate, n in fates_of(expected).items()}
         detected = sum(fates.values())
@@ -268,7 +213,7 @@ def test_the_kafka_job_with_postgres_equals_the_backtest(
 
         wait_for(counted, timeout=60, interval=1, message="campaign.fate_* metrics")
     finally:
-        tear_down(job, readers, kafka_admin, topics)
+        run.close()
 
 
 def test_the_readme_example_prints_the_counts_it_quotes(tmp_path):

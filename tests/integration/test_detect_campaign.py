@@ -8,23 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from moments_testing import launcher
-from schemas.event import Event
-from schemas.rules import parse_rules
-from tests.helpers import wait_for
+from tests.integration.campaign_jobs import CampaignKafkaJob, record
+from tests.integration.campaign_jobs import backtest as backtest_records
 from tests.integration.detect_data import generate
-from tests.integration.detect_kafka import (
-    RunningJob,
-    TopicReader,
-    create_topics,
-    kafka_args,
-    produce,
-    tear_down,
-)
-from udfs.engine import Engine
-from udfs.replay import Replay
+from tests.integration.detect_kafka import produce
 
 pytestmark = pytest.mark.integration
 BOUND_MS = 2_000
@@ -62,25 +51,8 @@ rules:
 """
 
 
-def _record(line: str) -> str:
-    record = json.loads(line)
-    record.pop("detected_at", None)
-    return json.dumps(record, sort_keys=True)
-
-
 def backtest(valid: list[dict]) -> dict[str, list[str]]:
-    out = {"action": [], "suppressed": [], "outcome": []}
-    replay = Replay(
-        Engine(parse_rules(yaml.safe_load(CAMPAIGN_RULES))),
-        BOUND_MS,
-        on_action=lambda a: out["action"].append(_record(a.to_json_bytes().decode())),
-        on_suppressed=lambda a: out["suppressed"].append(_record(a.to_json_bytes().decode())),
-        on_outcome=lambda o: out["outcome"].append(_record(o.to_json_bytes().decode())),
-    )
-    for record in valid:
-        replay.push(Event.model_validate(record))
-    replay.finish()
-    return {kind: sorted(records) for kind, records in out.items()}
+    return backtest_records(CAMPAIGN_RULES, valid, BOUND_MS)[0]
 
 
 @pytest.fixture(scope="module")
@@ -109,48 +81,16 @@ def test_the_file_job_equals_the_backtest(generated, parallelism):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for kind, path in paths.items():
-        got = sorted(_record(line) for line in path.read_text().splitlines() if line.strip())
+        got = sorted(record(line) for line in path.read_text().splitlines() if line.strip())
         assert got == expected[kind], kind
 
 
 def test_the_kafka_job_equals_the_backtest(generated, kafka_bootstrap, kafka_admin):
     directory, rules, _, lines, expected = generated
-    topics = create_topics(
-        kafka_admin, "campaign",
-        {"events": 2, "actions": 2, "dlq": 1, "late": 1, "suppressed": 1, "outcomes": 2},
-    )  # fmt: skip
-    produce(kafka_bootstrap, topics["events"], lines)
-    roles = {"action": "actions", "suppressed": "suppressed", "outcome": "outcomes"}
-    readers = {role: TopicReader(kafka_bootstrap, topics[role]) for role in roles.values()}
-    job = RunningJob(
-        [
-            *kafka_args(kafka_bootstrap, topics, rules, group="campaign"),
-            "--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"],
-            "--max-out-of-orderness", "2s", "--idle-fire-after", "2s",
-            "--checkpoint-interval", "2s", "--parallelism", "2",
-        ],
-        directory / "kafka-job.log",
-    )  # fmt: skip
+    run = CampaignKafkaJob(kafka_bootstrap, kafka_admin, "campaign", rules, directory / "kafka.log")
     try:
-
-        def complete():
-            assert job.alive(), job.log_tail()
-            return all(len(readers[roles[kind]].poll()) >= len(expected[kind]) for kind in expected)
-
-        try:
-            wait_for(complete, timeout=180, interval=0.5, message="every action and outcome")
-        except AssertionError:
-            pass  # the comparison below says what is missing or extra
-        for kind, role in roles.items():
-            got = {_record(r.value.decode()) for r in readers[role].poll()}
-            missing, extra = set(expected[kind]) - got, got - set(expected[kind])
-            assert not missing and not extra, (
-                kind,
-                len(missing),
-                len(extra),
-                sorted(missing)[:3],
-                sorted(extra)[:3],
-                job.log_tail(),
-            )
+        produce(kafka_bootstrap, run.topics["events"], lines)
+        run.start()
+        run.assert_equal(expected)
     finally:
-        tear_down(job, readers, kafka_admin, topics)
+        run.close()
