@@ -86,3 +86,23 @@ def key_by_first_field(stream, row_type, jvm_process=None):
             j_processed, jvm_object(KEY_SELECTOR), key_type
         )
     return KeyedStream(j_keyed, row_type, stream)
+
+
+def broadcast_watermark(ctx) -> int:
+    """The operator's watermark in a KeyedBroadcastProcessFunction's process_broadcast_element:
+    PyFlink's `ctx.current_watermark()` there calls a method the thread-mode context lacks
+    (AttributeError: 'currentWatermark', 2.2.1); its timer service has it. Process mode's
+    context has no Java object and answers itself."""
+    j_context = getattr(ctx, "_j_context", None)
+    if j_context is None:
+        return ctx.current_watermark()
+    return j_context.timerService().currentWatermark()
+
+
+def subtask_index(runtime_context) -> int:
+    """The subtask's index. Thread mode's runtime context calls getIndexOfThisSubtask, which
+    Flink 2's RuntimeContext no longer has (AttributeError, 2.2.1): its TaskInfo has it."""
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except AttributeError:
+        return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()

@@ -17,6 +17,7 @@ def build_action(
     detected_at: int,
     profile: dict[str, Any] | None = None,
     enrichment: str = "skipped",
+    rules_version: str | None = None,
 ) -> Action:
     """The action of a fire; with an experiment, the user's arm picks the variant's action spec."""
     arm = arm_of(rule, user_id) if rule.experiment is not None else None
@@ -38,4 +39,5 @@ def build_action(
         workflow_id=spec.workflow_id,
         arm=arm,
         experiment=rule.salt,
+        rules_version=rules_version,
     )

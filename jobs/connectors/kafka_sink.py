@@ -8,7 +8,13 @@ from __future__ import annotations
 from pyflink.table import StreamTableEnvironment
 
 from jobs.connectors.sql import sql_string
-from jobs.operators.rows import KIND_ACTION, KIND_LATE, KIND_OUTCOME, KIND_SUPPRESSED
+from jobs.operators.rows import (
+    KIND_ACTION,
+    KIND_LATE,
+    KIND_OUTCOME,
+    KIND_RULES_STATUS,
+    KIND_SUPPRESSED,
+)
 
 # The broker's default transaction.max.timeout.ms is 15 min; Flink's default (1 h) is refused.
 TRANSACTION_TIMEOUT_MS = 600_000
@@ -16,12 +22,15 @@ TRANSACTION_TIMEOUT_MS = 600_000
 
 def output_topics(config) -> tuple[str, ...]:
     """The topics rows may go to; the suppressed and outcomes topics only with the campaign layer
-    (so a job without it needs no such topics)."""
+    or live rules (so a job without either needs no such topics), the rules status topic only
+    with live rules."""
     from jobs.detection.topology import uses_campaign_layer
 
     topics = (config.actions_topic, config.late_topic, config.dlq_topic)
-    if uses_campaign_layer(config.rules):
+    if config.rules_topic or uses_campaign_layer(config.rules):
         topics += (config.suppressed_topic, config.outcomes_topic)
+    if config.rules_topic:
+        topics += (config.rules_status_topic,)
     return topics
 
 
@@ -63,6 +72,7 @@ def add_kafka_sink(t_env: StreamTableEnvironment, rows, config):
         f"WHEN {sql_string(KIND_LATE)} THEN {sql_string(config.late_topic)} "
         f"WHEN {sql_string(KIND_SUPPRESSED)} THEN {sql_string(config.suppressed_topic)} "
         f"WHEN {sql_string(KIND_OUTCOME)} THEN {sql_string(config.outcomes_topic)} "
+        f"WHEN {sql_string(KIND_RULES_STATUS)} THEN {sql_string(config.rules_status_topic)} "
         f"ELSE {sql_string(config.dlq_topic)} END"
     )
     statements = t_env.create_statement_set()

@@ -90,12 +90,15 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config):
     t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
     t_env.execute_sql(kafka_events_table_ddl(config))
     engine = Engine(config.rules)
-    read_types = engine.event_types_read() if config.jvm_prefilter else None
+    # Live rules: a version received later may read any type from its T on, so nothing is
+    # filtered for the versions known now (README "Changing rules while the job runs").
+    filters = config.jvm_prefilter and not config.rules_topic
+    read_types = engine.event_types_read() if filters else None
     query = keyed_records_query(read_types, max_future_ms=config.max_future_ms)
     stream = t_env.to_data_stream(t_env.sql_query(query))
     row_type = keyed_payload_type()
     flink_compat.set_output_type(stream, row_type)  # before any use
-    collapse = activity_filter(engine, config, row_type) if config.jvm_prefilter else None
+    collapse = activity_filter(engine, config, row_type) if filters else None
     jvm_process = None if collapse is None else (collapse, "activity")
     return flink_compat.key_by_first_field(stream, row_type, jvm_process)
 

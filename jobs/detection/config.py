@@ -37,7 +37,7 @@ def _rules_file(value: Any, handler) -> Any:
         except RuleFileError as error:
             raise ValueError(f"{value}: {error}") from None
     # Validated as list[Rule] the rules become a plain list: keep the file's `limits` with them.
-    return RuleSet(handler(value), getattr(value, "limits", None))
+    return None if value is None else RuleSet(handler(value), getattr(value, "limits", None))
 
 
 def _idle(value: Any) -> Any:
@@ -50,7 +50,7 @@ class DetectConfig(Options):
     """The detection job's options; `from_args` builds it, and it is passed down to the job."""
 
     rules: Annotated[list[Rule], WrapValidator(_rules_file)] = option(
-        ..., "the rules file", metavar="RULES.yaml", repr=False
+        None, "the rules file (required without --rules-topic)", metavar="RULES.yaml", repr=False
     )
     events_path: Path | None = option(
         None, "read events from this file", flag="--events", metavar="EVENTS.jsonl", group=FILES
@@ -88,6 +88,16 @@ class DetectConfig(Options):
         settings.SUPPRESSED_TOPIC, "actions the campaign layer suppressed", group=KAFKA
     )
     outcomes_topic: str = option(settings.OUTCOMES_TOPIC, "the outcomes topic", group=KAFKA)
+    rules_topic: str | None = option(
+        None,
+        "live rules: versions from this compacted topic (moments rules publish), each from its "
+        "effective_from; without --rules the first is the initial one; JVM filters off",
+        metavar="TOPIC",
+        group=KAFKA,
+    )
+    rules_status_topic: str = option(
+        settings.RULES_STATUS_TOPIC, "with --rules-topic: versions applied or rejected", group=KAFKA
+    )
     group_id: str = option("moments-detect", "consumer group of the job", group=KAFKA)
     starting_offsets: Literal["earliest", "latest", "committed"] = option(
         "committed",
@@ -243,6 +253,8 @@ class DetectConfig(Options):
         if isinstance(values, dict) and "idle_fire_after_ms" not in values:
             kafka = values.get("bootstrap_servers") is not None
             values = {**values, "idle_fire_after_ms": DEFAULT_IDLE_FIRE_AFTER_MS if kafka else None}
+        if isinstance(values, dict) and values.get("rules_topic") and values.get("rules") is None:
+            values = {**values, "rules": RuleSet()}  # no initial version: the topic brings them
         return values
 
     @model_validator(mode="after")
@@ -259,6 +271,12 @@ class DetectConfig(Options):
                 raise ValueError("--out is required in file mode (--events)")
             if self.delivery == "exactly-once":
                 raise ValueError("--delivery exactly-once needs Kafka (--bootstrap-servers)")
+        if self.rules is None:
+            raise ValueError("--rules is required (or --rules-topic, in Kafka mode)")
+        if self.rules_topic is not None and self.events_path is not None:
+            raise ValueError("--rules-topic needs Kafka (--bootstrap-servers), not --events")
+        if self.rules_topic and self.crm.backend != "none" and self.enrichment_layout != "inline":
+            raise ValueError("--rules-topic with a CRM needs --enrichment-layout inline")
         if self.delivery == "exactly-once" and self.checkpoint_interval_ms == 0:
             raise ValueError(
                 "--delivery exactly-once needs checkpoints (--checkpoint-interval > 0)"

@@ -18,6 +18,8 @@ def build_pipeline(env, t_env, config: DetectConfig):
     else:
         keyed, side_outputs = file_keyed_events(env, config)
     detector, output_type, enrich = detect_operator(config)
+    if config.rules_topic:
+        keyed, detector = live_rules(t_env, config, keyed, detector)
     detected = keyed.process(detector, output_type=output_type).name("detect").uid("detect")
     if config.kafka_mode:
         side_outputs.append(detected.get_side_output(DLQ_TAG))
@@ -33,6 +35,16 @@ def kafka_keyed_events(t_env, config: DetectConfig):
     from jobs.connectors.kafka_source import kafka_keyed_records
 
     return kafka_keyed_records(t_env, config)
+
+
+def live_rules(t_env, config: DetectConfig, keyed, detector):
+    """The keyed events connected to the broadcast rules topic, and the detect operator run over
+    the versions it brings (the --rules file, if given, in force until the first)."""
+    from jobs.connectors.rules_source import rules_broadcast
+    from jobs.operators.detect_versions import DetectVersions
+
+    initial = config.rules or None  # an empty rules file is no initial version
+    return keyed.connect(rules_broadcast(t_env, config)), DetectVersions(detector, initial)
 
 
 def file_keyed_events(env, config: DetectConfig):

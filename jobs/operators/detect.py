@@ -124,11 +124,11 @@ class DetectMoments(KeyedProcessFunction):
 
     def _action(self, user_id: str, fire, detected_at: int):
         self.actions[fire.rule_id].inc()
-        rule = self.engine.by_id[fire.rule_id]
+        rule, version = self.engine.rule_at(fire.rule_id, fire.trigger_ts)
         detected_at = max(detected_at, fire.trigger_ts)
         if self.latency is not None:
             self.latency.observe(detected_at - fire.trigger_ts)
-        return build_action(rule, user_id, fire, detected_at)
+        return build_action(rule, user_id, fire, detected_at, rules_version=version)
 
     def held_floor(self) -> int | None:
         """The earliest trigger_ts of the current user's actions held for their profile."""

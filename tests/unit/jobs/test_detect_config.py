@@ -203,3 +203,17 @@ def test_a_file_replay_ignores_the_kafka_variable_of_the_process(files, monkeypa
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     args = parse("--rules", str(rules), "--events", str(events), "--out", str(tmp / "a"))
     assert not DetectConfig.from_args(args).kafka_mode
+
+
+def test_rules_topic_makes_rules_optional_and_routes_status_rows(files, listening_port):
+    rules, events, tmp = files
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"}
+    cfg = config("--rules-topic", "moments.rules", environ=kafka)
+    assert cfg.rules == [] and cfg.rules_status_topic == "moments.rules.status"
+    assert "moments.rules.status" in kafka_sink_ddl(cfg)
+    with_file = config("--rules", str(rules), "--rules-topic", "r", environ=kafka)
+    assert [rule.id for rule in with_file.rules] == ["quick_add"]  # the initial version
+    with pytest.raises(ConfigError, match="--rules is required"):
+        config(environ=kafka)
+    with pytest.raises(ConfigError, match="--rules-topic needs Kafka"):
+        config("--rules-topic", "r", "--events", str(events), "--out", str(tmp / "a.jsonl"))

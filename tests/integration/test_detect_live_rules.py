@@ -1,0 +1,184 @@
+"""Live rules in the Kafka job (issue 17): v1 published before the events, v2 (kept, changed,
+removed and added rules; an explicit effective_from in the middle of the events) published while
+the job runs, an invalid v3 rejected on the status topic. The actions equal those of `moments
+backtest --rules-history` over the same records: 0 missing, 0 extra, compared without
+`detected_at`; every action carries its rules_version. The rules input never holds event time
+back: deadlines (silence, absence) fire while it is idle."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from moments_testing import launcher
+from tests.helpers import wait_for
+from tests.integration.detect_data import RULES_YAML, generate
+from tests.integration.detect_kafka import (
+    RunningJob,
+    TopicReader,
+    create_topics,
+    produce,
+    tear_down,
+)
+
+pytestmark = pytest.mark.integration
+BOUND_MS = 2_000
+
+# v2 against detect_data's v1: quick_add kept; login_trouble kept with another action;
+# cart_silence changed (gap); no_checkout and big_spender removed; page_burst added (it reads
+# page_view, which v1 reads as activity only).
+V2_RULES = """\
+rules:
+  - id: quick_add
+    pattern:
+      type: sequence
+      steps: [{event_type: product_view}, {event_type: add_to_cart}]
+      within: 1s
+    action: {name: welcome_offer, destinations: [kafka]}
+  - id: login_trouble
+    pattern: {type: count, match: {event_type: login_failed}, threshold: 3, within: 2s}
+    cooldown: 3s
+    action: {name: login_help_v2, destinations: [kafka]}
+  - id: cart_silence
+    pattern:
+      type: silence
+      start: {event_type: add_to_cart}
+      unless: {event_type: [checkout_started, purchase]}
+      gap: 3s
+    action: {name: cart_nudge, destinations: [kafka, braze]}
+  - id: page_burst
+    pattern: {type: count, match: {event_type: page_view}, threshold: 2, within: 1s}
+    action: {name: page_help, destinations: [kafka]}
+"""
+
+
+def _record(value: bytes | str) -> str:
+    record = json.loads(value)
+    record.pop("detected_at", None)
+    return json.dumps(record, sort_keys=True)
+
+
+def _record_value(version: str, effective_from: int | None, rules_yaml: str) -> str:
+    rules = yaml.safe_load(rules_yaml)
+    return json.dumps({"version": version, "effective_from": effective_from, "rules": rules})
+
+
+@pytest.fixture(scope="module")
+def live_inputs(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("detect-live-rules")
+    lines, _ = generate(users=12, events_per_user=40, bound_ms=BOUND_MS, late=0, invalid=0)
+    stamps = sorted(json.loads(line)["ts"] for line in lines)
+    switch_at = stamps[len(stamps) // 2]
+    # Phase 1: the arrivals before the first event at or after T (none of them reaches T).
+    cut = next(i for i, line in enumerate(lines) if json.loads(line)["ts"] >= switch_at)
+    end = {
+        "event_id": "end",
+        "user_id": "zz-end",
+        "event_type": "other",
+        "ts": stamps[-1] + 600_000,
+    }
+    phases = lines[:cut], [*lines[cut:], json.dumps(end)]
+    history = directory / "history.jsonl"
+    v1, v2 = _record_value("v1", None, RULES_YAML), _record_value("v2", switch_at, V2_RULES)
+    history.write_text(f"{v1}\n{v2}\n")
+    events = directory / "events.jsonl"
+    events.write_text("\n".join([*phases[0], *phases[1]]) + "\n")
+    out = directory / "expected.jsonl"
+    result = launcher.run_moments(
+        "backtest", "--rules-history", str(history), "--events", str(events), "--out", str(out),
+        "--max-out-of-orderness", "2s", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {_record(line) for line in out.read_text().splitlines() if line.strip()}
+    versions = {json.loads(a)["rules_version"]: json.loads(a)["rule_id"] for a in expected}
+    assert set(versions) == {"v1", "v2"}, versions
+    assert {json.loads(a)["rule_id"] for a in expected} >= {"page_burst", "no_checkout"}
+    return directory, (v1, v2), switch_at, phases, expected
+
+
+def _statuses(reader: TopicReader) -> dict[str, dict]:
+    reader.poll()
+    return {status["version"]: status for status in reader.values()}
+
+
+def _publish_raw(bootstrap: str, topic: str, value: str) -> None:
+    """A record as `moments rules publish` writes it, without its validation."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(topic, key=b"rules", value=value.encode()).get(timeout=30)
+    producer.close()
+
+
+def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
+    live_inputs, kafka_bootstrap, kafka_admin
+):
+    directory, (v1, v2), switch_at, phases, expected = live_inputs
+    topics = create_topics(
+        kafka_admin, "live-rules",
+        {"events": 1, "actions": 1, "dlq": 1, "late": 1, "suppressed": 1, "outcomes": 1,
+         "rules": 1, "status": 1},
+        configs={"rules": {"cleanup.policy": "compact"}},
+    )  # fmt: skip
+    v1_file = directory / "v1.yaml"
+    v1_file.write_text(RULES_YAML)
+    published = launcher.run_moments(
+        "rules", "publish", str(v1_file), "--version", "v1",
+        "--bootstrap-servers", kafka_bootstrap, "--topic", topics["rules"], timeout=60,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    produce(kafka_bootstrap, topics["events"], phases[0])
+    readers = {role: TopicReader(kafka_bootstrap, topics[role]) for role in ("actions", "status")}
+    job = RunningJob(
+        [
+            "--rules-topic", topics["rules"], "--rules-status-topic", topics["status"],
+            "--bootstrap-servers", kafka_bootstrap,
+            "--events-topic", topics["events"], "--actions-topic", topics["actions"],
+            "--dlq-topic", topics["dlq"], "--late-topic", topics["late"],
+            "--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"],
+            "--group-id", f"live-{topics['events']}", "--starting-offsets", "earliest",
+            "--max-out-of-orderness", "2s", "--idle-fire-after", "off",
+            "--checkpoint-interval", "2s",
+        ],
+        directory / "kafka-job.log",
+    )  # fmt: skip
+    try:
+
+        def status_of(version: str):
+            assert job.alive(), job.log_tail()
+            return _statuses(readers["status"]).get(version)
+
+        _publish_raw(kafka_bootstrap, topics["rules"], v2)
+        applied = wait_for(lambda: status_of("v2"), timeout=180, interval=0.5, message="v2")
+        assert applied["status"] == "applied" and applied["applied_from"] == switch_at, applied
+        assert status_of("v1")["status"] == "applied"
+        # Phase 1 fires while the rules input is idle: deadlines are not held back by it.
+        wait_for(
+            lambda: {json.loads(r.value)["rule_id"] for r in readers["actions"].poll()}
+            >= {"cart_silence", "no_checkout"},
+            timeout=60, interval=0.5, message="deadline actions of phase 1",
+        )  # fmt: skip
+        invalid = json.loads(v2) | {"version": "v3", "effective_from": switch_at + 1}
+        invalid["rules"]["rules"][0]["pattern"]["within"] = "soon"
+        _publish_raw(kafka_bootstrap, topics["rules"], json.dumps(invalid))
+        rejected = wait_for(lambda: status_of("v3"), timeout=60, interval=0.5, message="v3")
+        assert rejected["status"] == "rejected", rejected
+        assert rejected["problems"][0]["rule"] == "quick_add", rejected
+        assert rejected["problems"][0]["field"] and rejected["problems"][0]["reason"]
+        produce(kafka_bootstrap, topics["events"], phases[1])
+        try:
+            wait_for(
+                lambda: len(readers["actions"].poll()) >= len(expected),
+                timeout=120, interval=0.5, message="every action",
+            )  # fmt: skip
+        except AssertionError:
+            pass  # the comparison below says what is missing or extra
+        got = {_record(r.value) for r in readers["actions"].poll()}
+        missing, extra = expected - got, got - expected
+        assert not missing and not extra, (len(missing), len(extra), sorted(missing)[:3])
+        assert all(json.loads(a)["rules_version"] in ("v1", "v2") for a in got)
+        assert job.alive(), job.log_tail()
+    finally:
+        tear_down(job, readers, kafka_admin, topics)
