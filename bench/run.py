@@ -199,7 +199,7 @@ class Bench:
 
     def _rules_file(self) -> Path:
         scale = self.mode["timer_scale_s"]
-        if not scale:
+        if not scale and not self.args.campaign:
             return RULES
         # Quick mode: 45 s deadlines would need > 45 s of live stream before the first one comes
         # due; the same four rules with the absence/silence windows cut to `scale` seconds.
@@ -207,8 +207,10 @@ class Bench:
         for rule in spec["rules"]:
             pattern = rule["pattern"]
             for key in ("gap", "within"):
-                if pattern["type"] in ("silence", "absence") and key in pattern:
+                if scale and pattern["type"] in ("silence", "absence") and key in pattern:
                     pattern[key] = f"{scale}s"
+            if self.args.campaign:
+                campaign_rule(rule)
         path = self.run_dir / "rules.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path
@@ -255,6 +257,11 @@ class Bench:
             topics["dlq"],
             "--late-topic",
             topics["late"],
+            *(
+                ["--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"]]
+                if "outcomes" in topics
+                else []
+            ),
             "--group-id",
             f"bench-{self.run_id}-{name}",
             "--starting-offsets",
@@ -281,11 +288,15 @@ class Bench:
         )
 
     def output_topics(self, name: str) -> dict[str, str]:
-        return {
+        topics = {
             "actions": self.topics.create(f"{name}.actions", PARTITIONS),
             "late": self.topics.create(f"{name}.late", 1),
             "dlq": self.topics.create(f"{name}.dlq", 1),
         }
+        if self.args.campaign:
+            topics["suppressed"] = self.topics.create(f"{name}.suppressed", 1)
+            topics["outcomes"] = self.topics.create(f"{name}.outcomes", PARTITIONS)
+        return topics
 
     def end_offsets(self, *topic_names: str) -> int:
         from kafka import KafkaConsumer, TopicPartition
@@ -1034,13 +1045,44 @@ def checkpoint_summary(checkpoint) -> dict | None:
     }
 
 
+def campaign_rule(rule: dict) -> None:
+    """`--campaign`: the rule with an experiment (10% held out, two variants) and a goal (a
+    purchase within 1 h), so the figures show what the campaign layer costs per event. The
+    salt keeps the throughput sentinels in a treated arm (their actions end the timing)."""
+    from schemas.rules import parse_rules
+    from udfs.campaign.assign import CONTROL, arm_of
+
+    variants = [
+        {
+            "name": name,
+            "weight": 1,
+            "action": {**rule["action"], "name": f"{rule['action']['name']}_{name}"},
+        }
+        for name in ("a", "b")
+    ]
+    rule["goal"] = {"event_type": "purchase", "within": "1h"}
+    sentinels = [SENTINEL_USER.format(partition=p) for p in range(PARTITIONS)]
+    for n in range(1000):
+        rule["experiment"] = {"salt": f"bench-{n}", "holdout": "10%", "variants": variants}
+        (parsed,) = parse_rules({"rules": [rule]})
+        if all(arm_of(parsed, user) != CONTROL for user in sentinels):
+            return
+
+
 def state_sample(rules, events: list[dict], bound_ms: int) -> dict:
     """Replay the live stream (without the final flush) and weigh each user's state as the
-    operator stores it: a pickled HostState per user with anything pending."""
+    operator stores it: a pickled HostState per user with anything pending (and with the
+    campaign layer its CampaignState, stored apart)."""
     replay = Replay(Engine(rules), bound_ms)
     for item in events:
         replay.push(decode_event(orjson.dumps(item)))
-    sizes = [len(pickle.dumps(state)) for state in replay.states.values()]
+    campaign = replay.campaign_states
+    users = set(replay.states) | set(campaign)
+    sizes = [
+        len(pickle.dumps(replay.states.get(user))) * (user in replay.states)
+        + len(pickle.dumps(campaign.get(user))) * (user in campaign)
+        for user in users
+    ]
     summary = percentiles(sizes) or {}
     summary["users_with_state"] = len(sizes)
     summary["total_bytes"] = sum(sizes)
@@ -1353,6 +1395,12 @@ def main() -> int:
         f"CRM_PREFETCH=actions; default: {DEFAULT_LAYOUT})",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the live variants")
+    parser.add_argument(
+        "--campaign",
+        action="store_true",
+        help="every rule with an experiment (10%% held out, variants a/b) and a goal: the cost "
+        "of the campaign layer, to compare with a run without",
+    )
     parser.add_argument("--no-exactly-once", action="store_true")
     parser.add_argument(
         "--crm-dsn", default=os.environ.get("CRM_DSN", LOCAL_CRM_DSN), help="the CRM database"
