@@ -18,7 +18,13 @@ import yaml
 
 from jobs.cli import UsageError
 from jobs.options import Options, add_arguments, load, option
-from jobs.settings import ENV_KAFKA_BOOTSTRAP, LOCAL_KAFKA_BOOTSTRAP, RULES_TOPIC, TOPIC_CONFIGS
+from jobs.settings import (
+    ENV_KAFKA_BOOTSTRAP,
+    LOCAL_KAFKA_BOOTSTRAP,
+    RULES_STATUS_TOPIC,
+    RULES_TOPIC,
+    TOPIC_CONFIGS,
+)
 from schemas.rules import RuleError, RuleFileError
 from schemas.rules_record import (
     RULES_KEY,
@@ -36,6 +42,10 @@ class RulesTopicOptions(Options):
         metavar="HOST:PORT",
     )
     topic: str = option(RULES_TOPIC, "the rules topic (default %(default)s)")
+    status_topic: str = option(
+        RULES_STATUS_TOPIC,
+        "list: the status topic a running job reports each version on (default %(default)s)",
+    )
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -152,12 +162,69 @@ def _list(args) -> int:
     if not rows:
         print(f"{options.topic}: no rules records")
         return 0
-    header = ("offset", "version", "effective_from", "validity")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
+    jobs = _job_statuses(servers, options.status_topic)
+    header = ("offset", "version", "effective_from", "validity", "running job")
+    rows = [(*row, jobs.get(row[1], "-") if jobs is not None else "-") for row in rows]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
-        cells = [str(cell).ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
-        print("  ".join([*cells, row[3]]))
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        print("  ".join([*cells, row[4]]))
+    if jobs is None:
+        print(f"({options.status_topic}: no such topic: no job has reported a version yet)")
+    elif (current := _latest_applied(servers, options.status_topic)) is not None:
+        print(f"the job applies {current} (the latest version it reported applied)")
     return 0
+
+
+def _job_statuses(servers: list[str], topic: str) -> dict[str, str] | None:
+    """Per version, what the job's subtasks reported on the status topic (their latest status
+    each): `applied from T (n subtasks)` or `rejected: <first problem>`; None without the topic."""
+    statuses = _status_rows(servers, topic)
+    if statuses is None:
+        return None
+    latest: dict[tuple[str, object], dict] = {}
+    for status in statuses:
+        latest[(status.get("version"), status.get("subtask"))] = status
+    applied: dict[str, list[dict]] = {}
+    rejected: dict[str, dict] = {}
+    for (version, _), status in latest.items():
+        if status.get("status") == "applied":
+            applied.setdefault(version, []).append(status)
+        elif status.get("status") == "rejected":
+            rejected[version] = status
+    out: dict[str, str] = {}
+    for version, status in rejected.items():
+        problem = (status.get("problems") or [{}])[0]
+        out[version] = "rejected: " + ": ".join(
+            str(problem[k]) for k in ("rule", "field", "reason") if problem.get(k)
+        )
+    for version, statuses in applied.items():
+        times = sorted({s.get("applied_from") or 0 for s in statuses})
+        at = ", ".join("the start" if t == 0 else _format(t) for t in times)
+        out[version] = f"applied from {at} ({len(statuses)} subtask(s))"
+    return out
+
+
+def _latest_applied(servers: list[str], topic: str) -> str | None:
+    applied = [s for s in _status_rows(servers, topic) or () if s.get("status") == "applied"]
+    return applied[-1].get("version") if applied else None
+
+
+def _status_rows(servers: list[str], topic: str) -> list[dict] | None:
+    from jobs.connectors.brokers import TopicReadError, read_to_end
+
+    rows = []
+    try:
+        for _, _, raw in sorted(read_to_end(servers, topic), key=lambda r: (r[1], r[0])):
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    except TopicReadError:
+        return None
+    return rows
 
 
 def _raw_version(raw: bytes) -> str:

@@ -180,5 +180,16 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
         assert not missing and not extra, (len(missing), len(extra), sorted(missing)[:3])
         assert all(json.loads(a)["rules_version"] in ("v1", "v2") for a in got)
         assert job.alive(), job.log_tail()
+        # `moments rules list` shows what the running job reported for each version.
+        listed = launcher.run_moments(
+            "rules", "list", "--bootstrap-servers", kafka_bootstrap,
+            "--topic", topics["rules"], "--status-topic", topics["status"], timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        lines = {line.split()[1]: line for line in listed.stdout.splitlines()[1:4]}
+        assert "applied from" in lines["v1"] and "applied from" in lines["v2"], listed.stdout
+        assert str(switch_at) in lines["v2"], listed.stdout
+        assert "invalid" in lines["v3"] and "rejected: quick_add" in lines["v3"], listed.stdout
+        assert "the job applies v2" in listed.stdout, listed.stdout
     finally:
         tear_down(job, readers, kafka_admin, topics)
