@@ -95,3 +95,22 @@ class CampaignKafkaJob:
         for reader in self.readers.values():
             reader.close()
         self.admin.delete_topics(list(self.topics.values()))
+
+
+def assert_file_job_equal(
+    directory, name: str, rules, events, expected: dict[str, list[str]], *extra: str
+) -> None:
+    """`moments run` in file mode writing every output kind, each equal to `expected`."""
+    from moments_testing import launcher
+
+    paths = {kind: directory / f"{kind}-{name}.jsonl" for kind in KINDS}
+    result = launcher.run_moments(
+        "run", "--rules", str(rules), "--events", str(events),
+        "--out", str(paths["action"]), "--suppressed-out", str(paths["suppressed"]),
+        "--outcomes-out", str(paths["outcome"]), *extra,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind, path in paths.items():
+        got = sorted(record(line) for line in path.read_text().splitlines() if line.strip())
+        assert got == expected[kind], kind

@@ -26,7 +26,7 @@ import yaml
 from moments_testing import docs, launcher
 from moments_testing.docs import ROOT, block
 from tests.helpers import wait_for
-from tests.integration.campaign_jobs import KINDS, CampaignKafkaJob, record
+from tests.integration.campaign_jobs import CampaignKafkaJob, assert_file_job_equal
 from tests.integration.campaign_jobs import backtest as backtest_records
 from tests.integration.detect_data import T0, generate
 from tests.integration.detect_kafka import produce
@@ -143,19 +143,11 @@ def inputs(tmp_path_factory):
 @pytest.mark.parametrize(("mode", "parallelism"), [("defer", 1), ("defer", 2), ("drop", 2)])
 def test_the_file_job_equals_the_backtest(inputs, mode, parallelism):
     directory, _, expected = inputs
-    paths = {kind: directory / f"{kind}-{mode}-p{parallelism}.jsonl" for kind in KINDS}
-    result = launcher.run_moments(
-        "run", "--rules", str(directory / f"rules-{mode}.yaml"),
-        "--events", str(directory / "events.jsonl"),
-        "--profiles", str(directory / "profiles.jsonl"),
-        "--out", str(paths["action"]), "--suppressed-out", str(paths["suppressed"]),
-        "--outcomes-out", str(paths["outcome"]), "--parallelism", str(parallelism),
-        timeout=300,
+    assert_file_job_equal(
+        directory, f"{mode}-p{parallelism}", directory / f"rules-{mode}.yaml",
+        directory / "events.jsonl", expected[mode],
+        "--profiles", str(directory / "profiles.jsonl"), "--parallelism", str(parallelism),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    for kind, path in paths.items():
-        got = sorted(record(line) for line in path.read_text().splitlines() if line.strip())
-        assert got == expected[mode][kind], kind
 
 
 @pytest.fixture

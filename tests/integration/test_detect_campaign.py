@@ -9,8 +9,7 @@ import json
 
 import pytest
 
-from moments_testing import launcher
-from tests.integration.campaign_jobs import CampaignKafkaJob, record
+from tests.integration.campaign_jobs import CampaignKafkaJob, assert_file_job_equal
 from tests.integration.campaign_jobs import backtest as backtest_records
 from tests.integration.detect_data import generate
 from tests.integration.detect_kafka import produce
@@ -72,17 +71,9 @@ def generated(tmp_path_factory):
 @pytest.mark.parametrize("parallelism", [1, 2])
 def test_the_file_job_equals_the_backtest(generated, parallelism):
     directory, rules, events, _, expected = generated
-    paths = {kind: directory / f"{kind}-p{parallelism}.jsonl" for kind in expected}
-    result = launcher.run_moments(
-        "run", "--rules", str(rules), "--events", str(events),
-        "--out", str(paths["action"]), "--suppressed-out", str(paths["suppressed"]),
-        "--outcomes-out", str(paths["outcome"]), "--parallelism", str(parallelism),
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    for kind, path in paths.items():
-        got = sorted(record(line) for line in path.read_text().splitlines() if line.strip())
-        assert got == expected[kind], kind
+    assert_file_job_equal(
+        directory, f"p{parallelism}", rules, events, expected, "--parallelism", str(parallelism)
+    )
 
 
 def test_the_kafka_job_equals_the_backtest(generated, kafka_bootstrap, kafka_admin):
