@@ -43,13 +43,17 @@ def test_publish_creates_a_compacted_topic_and_list_shows_the_versions(
         bad = {"version": "v3", "effective_from": None, "rules": {"rules": []}}
         producer.send(topic, key=b"rules", value=json.dumps(bad).encode()).get(timeout=30)
         producer.close()
-        assert main(["rules", "list", *flags]) == 0
+        assert main(["rules", "list", *flags, "--status-topic", f"{topic}.status"]) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].split() == ["offset", "version", "effective_from", "validity"]
+        header = ["offset", "version", "effective_from", "validity", "running", "job"]
+        assert lines[0].split() == header
         assert lines[1].split()[:4] == ["0", "v1", "job", "watermark"]
         assert lines[2].split()[:3] == ["1", "v2", "1763805600000"]
         assert "valid (4 rule(s))" in lines[2]
         assert lines[3].split()[:2] == ["2", "v3"]
         assert "invalid: rule -: rules: must be a non-empty list of rules" in lines[3]
+        # No job has a status topic here: the last column says nothing, and a line says why.
+        assert all(line.rstrip().endswith("-") for line in lines[1:4]), lines
+        assert lines[4] == f"({topic}.status: no such topic: no job has reported a version yet)"
     finally:
         kafka_admin.delete_topics([topic], timeout_ms=30_000)
