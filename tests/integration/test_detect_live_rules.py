@@ -65,21 +65,22 @@ def _record_value(version: str, effective_from: int | None, rules_yaml: str) -> 
     return json.dumps({"version": version, "effective_from": effective_from, "rules": rules})
 
 
+def split_at_switch(lines: list[str]) -> tuple[int, tuple[list[str], list[str]]]:
+    """T (the median ts) and the events in two phases: the arrivals before the first event at
+    or after T (none of them reaches T), then the rest and one event far past every deadline."""
+    stamps = sorted(json.loads(line)["ts"] for line in lines)
+    switch_at = stamps[len(stamps) // 2]
+    cut = next(i for i, line in enumerate(lines) if json.loads(line)["ts"] >= switch_at)
+    end = {"event_id": "end", "user_id": "zz-end", "event_type": "other"}
+    end["ts"] = stamps[-1] + 600_000
+    return switch_at, (lines[:cut], [*lines[cut:], json.dumps(end)])
+
+
 @pytest.fixture(scope="module")
 def live_inputs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("detect-live-rules")
     lines, _ = generate(users=12, events_per_user=40, bound_ms=BOUND_MS, late=0, invalid=0)
-    stamps = sorted(json.loads(line)["ts"] for line in lines)
-    switch_at = stamps[len(stamps) // 2]
-    # Phase 1: the arrivals before the first event at or after T (none of them reaches T).
-    cut = next(i for i, line in enumerate(lines) if json.loads(line)["ts"] >= switch_at)
-    end = {
-        "event_id": "end",
-        "user_id": "zz-end",
-        "event_type": "other",
-        "ts": stamps[-1] + 600_000,
-    }
-    phases = lines[:cut], [*lines[cut:], json.dumps(end)]
+    switch_at, phases = split_at_switch(lines)
     history = directory / "history.jsonl"
     v1, v2 = _record_value("v1", None, RULES_YAML), _record_value("v2", switch_at, V2_RULES)
     history.write_text(f"{v1}\n{v2}\n")

@@ -25,6 +25,7 @@ from tests.integration.test_detect_live_rules import (
     _record,
     _record_value,
     _statuses,
+    split_at_switch,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,17 +35,7 @@ COMPACT = {"cleanup.policy": "compact"}
 def _inputs(directory):
     """(v1, v2) records, T, the two halves of the events and the backtest's actions."""
     lines, _ = generate(users=10, events_per_user=30, bound_ms=2_000, late=0, invalid=0)
-    stamps = sorted(json.loads(line)["ts"] for line in lines)
-    switch_at = stamps[len(stamps) // 2]
-    # The first half: the arrivals before the first event at or after T (none reaches T).
-    cut = next(i for i, line in enumerate(lines) if json.loads(line)["ts"] >= switch_at)
-    end = {
-        "event_id": "end",
-        "user_id": "zz-end",
-        "event_type": "other",
-        "ts": stamps[-1] + 600_000,
-    }
-    halves = lines[:cut], [*lines[cut:], json.dumps(end)]
+    switch_at, halves = split_at_switch(lines)
     v1, v2 = _record_value("v1", None, RULES_YAML), _record_value("v2", switch_at, V2_RULES)
     history = directory / "history.jsonl"
     history.write_text(f"{v1}\n{v2}\n")
