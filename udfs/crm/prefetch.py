@@ -23,6 +23,11 @@ from udfs.crm.cache import CachedProfileLookup
 MAX_BATCH = 128
 #: Most users waiting for a worker; past it a request is answered `unavailable` at once.
 MAX_QUEUED = 20_000
+#: After a failed batch the CRM counts as failing for this many lookup budgets (at least
+#: FAILING_HOLD_MIN_S), whatever batches answer meanwhile: a CRM answering about as slowly as
+#: the budget fails most batches, and one lucky batch must not make every action wait again.
+FAILING_HOLD_BUDGETS = 5
+FAILING_HOLD_MIN_S = 1.0
 
 
 class ProfilePrefetcher:
@@ -63,8 +68,9 @@ class ProfilePrefetcher:
         self._recent: dict[str, LookupResult] = {}  # results when the cache is off
         self._lock = threading.Condition()
         self._closed = False
-        # The latest batch the CRM failed (unavailable), cleared by the next it answered.
-        self._failing = False
+        # When the latest batch the CRM failed (unavailable) was answered, None if none yet.
+        self._failed_at: float | None = None
+        self._failing_hold_s = max(FAILING_HOLD_BUDGETS * timeout_s, FAILING_HOLD_MIN_S)
         self._threads = [
             threading.Thread(target=self._work, name=f"crm-prefetch-{n}", daemon=True)
             for n in range(workers)
@@ -88,7 +94,7 @@ class ProfilePrefetcher:
         with self._lock:
             if user_id in self._inflight or self._closed:
                 return False
-            if self._failing and self._inflight:
+            if self.failing() and self._inflight:
                 return False  # while the CRM fails, one probe at a time, not a queue to expire
             if len(self._queue) >= self._max_queued:
                 self._store(user_id, LookupResult("unavailable", reason="overloaded"))
@@ -97,9 +103,11 @@ class ProfilePrefetcher:
         return True
 
     def failing(self) -> bool:
-        """True while the CRM's latest answered batch was `unavailable`: a caller need not wait
-        for a lookup that will most likely fail too (lookups go on, and clear it on success)."""
-        return self._failing
+        """True while a batch of the last few budgets was `unavailable` (FAILING_HOLD_BUDGETS):
+        a caller need not wait for a lookup that will most likely fail too. Lookups go on, one
+        probe at a time, and once none has failed for the hold, it is False again."""
+        failed_at = self._failed_at
+        return failed_at is not None and self._clock() - failed_at < self._failing_hold_s
 
     def pending(self, user_id: str) -> bool:
         with self._lock:
@@ -164,7 +172,8 @@ class ProfilePrefetcher:
                 budget_s = min(deadline for _, deadline in batch if deadline > now) - now
                 found = self._lookup(users, budget_s)
                 results.update(found)
-                self._failing = all(r.status == "unavailable" for r in found.values())
+                if all(r.status == "unavailable" for r in found.values()):
+                    self._failed_at = self._clock()
             with self._lock:
                 for user, result in results.items():
                     self._store(user, result)

@@ -117,6 +117,25 @@ def test_unavailable_is_remembered_for_one_budget_then_asked_again():
     fetcher.close()
 
 
+def test_one_answered_batch_does_not_end_failing_until_the_hold_passed_without_a_failure():
+    clock = FakeClock()
+    backend = BatchBackend(fail=RuntimeError("crm down"))
+    fetcher = prefetcher(backend, timeout_s=0.5, clock=clock)  # hold: 5 budgets = 2.5 s
+    fetcher.request("u-1")
+    wait_for(lambda: fetcher.ready("u-1"), message="u-1 answered")
+    assert fetcher.failing()
+    backend.fail = None  # a lucky batch answers
+    clock.advance(1.0)
+    fetcher.request("u-2")
+    assert wait_for(lambda: fetcher.ready("u-2"), message="u-2 answered").status == "ok"
+    assert fetcher.failing(), "one answered batch 1 s after a failure"
+    clock.advance(1.49)
+    assert fetcher.failing()
+    clock.advance(0.02)
+    assert not fetcher.failing(), "2.5 s without a failed batch"
+    fetcher.close()
+
+
 def test_wait_answers_unavailable_when_the_crm_never_does(backend):
     backend.gate.clear()
     fetcher = prefetcher(backend)
