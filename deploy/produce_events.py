@@ -114,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from kafka import KafkaProducer
 
+    # Idempotent: a retried batch is neither duplicated nor reordered behind later ones (either
+    # would change what the rules see, and a reordered event can arrive past the bound, late).
     producer = KafkaProducer(
-        bootstrap_servers=args.bootstrap_servers.split(","), acks="all", linger_ms=5
+        bootstrap_servers=args.bootstrap_servers.split(","),
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=True,
     )
     pacer = Pacer(args.speed) if args.realtime else None
     source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")

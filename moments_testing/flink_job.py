@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -35,7 +36,25 @@ def create_topics(
         ],
         timeout_ms=30000,
     )
+    wait_for_leaders(admin, list(names.values()), [partitions[role] for role in names])
     return names
+
+
+def wait_for_leaders(admin, topics: list[str], counts: list[int], timeout_s: float = 30) -> None:
+    """Until the broker reports a leader for every partition of `topics`: a record sent before
+    that is answered NotLeaderForPartition and retried (on a loaded broker, seconds later)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = {t["topic"]: t for t in admin.describe_topics(topics)}
+        led = [
+            sum(1 for p in described.get(topic, {}).get("partitions", ()) if p["leader"] >= 0)
+            for topic in topics
+        ]
+        if led == counts:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no leader after {timeout_s}s for some partitions of {topics}")
+        time.sleep(0.1)
 
 
 class RunningJob:

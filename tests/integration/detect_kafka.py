@@ -27,11 +27,17 @@ def kafka_args(bootstrap: str, topics: dict[str, str], rules, group: str = "dete
 
 def produce(bootstrap: str, topic: str, lines: list[str], **producer_config) -> None:
     """Each line as one record, keyed by user_id when it has one (per-user order is kept);
-    `producer_config`: more KafkaProducer settings (e.g. max_request_size)."""
+    `producer_config`: more KafkaProducer settings (e.g. max_request_size). Idempotent: a batch
+    retried after an error (e.g. NotLeaderForPartition on a loaded broker) is neither written
+    twice nor behind the batches sent after it, which would make events late for the job."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_config
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=True,
+        **producer_config,
     )
     for line in lines:
         try:

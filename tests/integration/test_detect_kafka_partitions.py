@@ -55,7 +55,9 @@ def partition_events(partition: int, users: int = 12, seed: int = 11) -> list[di
 def produce_to(bootstrap: str, topic: str, partition: int, records: list[dict]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+    )
     for record in records:
         producer.send(
             topic, json.dumps(record).encode(), key=record["user_id"].encode(), partition=partition
