@@ -178,7 +178,15 @@ def test_task_manager_killed_mid_stream(
         alive(cluster, job_id)
         return not expected - Counter(read_actions(actions))
 
-    wait_for(every_expected_action, timeout=360, interval=0.5, message="the backtest's actions")
+    try:
+        wait_for(every_expected_action, timeout=360, interval=0.5, message="the backtest's actions")
+    except AssertionError as timed_out:
+        missing = expected - Counter(read_actions(actions))
+        raise AssertionError(
+            f"{timed_out}\n{missing.total()} of {expected.total()} actions missing, e.g. "
+            f"{list(missing)[:3]}\njob {cluster.job(job_id)['state']}, checkpoints "
+            f"{cluster.checkpoints(job_id)['counts']}\n{cluster.log_tail()}"
+        ) from None
     got = Counter(settle(cluster, job_id, actions))
     assert killed not in cluster.task_manager_pids()
     assert cluster.checkpoints(job_id)["counts"]["restored"] >= 1, "the job never restarted"
