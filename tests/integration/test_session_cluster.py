@@ -182,9 +182,16 @@ def test_task_manager_killed_mid_stream(
         wait_for(every_expected_action, timeout=360, interval=0.5, message="the backtest's actions")
     except AssertionError as timed_out:
         missing = expected - Counter(read_actions(actions))
+        late = TopicReader(kafka_bootstrap, topics["late"])
+        try:
+            late_events = len(wait_for(late.poll, timeout=10, message="a late event"))
+        except AssertionError:
+            late_events = 0
+        late.close()
         raise AssertionError(
             f"{timed_out}\n{missing.total()} of {expected.total()} actions missing, e.g. "
-            f"{list(missing)[:3]}\njob {cluster.job(job_id)['state']}, checkpoints "
+            f"{list(missing)[:3]}; {late_events} events late\njob {cluster.job(job_id)['state']}, "
+            "checkpoints "
             f"{cluster.checkpoints(job_id)['counts']}\n{cluster.log_tail()}"
         ) from None
     got = Counter(settle(cluster, job_id, actions))
