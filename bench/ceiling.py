@@ -27,6 +27,50 @@ def with_clause(options: dict[str, str]) -> str:
     return ",\n  ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in options.items())
 
 
+def kafka_source(args) -> dict[str, str]:
+    """The events topic as a Flink SQL Kafka table reads it (bad JSON records skipped); `args`:
+    bootstrap_servers, events_topic, group_id. Shared with bench/peer.py."""
+    return {
+        "connector": "kafka",
+        "topic": args.events_topic,
+        "properties.bootstrap.servers": args.bootstrap_servers,
+        "properties.group.id": args.group_id,
+        "properties.isolation.level": "read_committed",
+        "scan.startup.mode": "earliest-offset",
+        "format": "json",
+        "json.ignore-parse-errors": "true",
+    }
+
+
+def kafka_sink(args) -> dict[str, str]:
+    """A JSON output topic keyed by user_id (`args`: bootstrap_servers, out_topic)."""
+    return {
+        "connector": "kafka",
+        "topic": args.out_topic,
+        "properties.bootstrap.servers": args.bootstrap_servers,
+        "key.format": "raw",
+        "key.fields": "user_id",
+        "value.format": "json",
+        "value.fields-include": "ALL",
+        "sink.delivery-guarantee": "at-least-once",
+    }
+
+
+def table_env(rest_port: int, parallelism: int):
+    """A streaming TableEnvironment on a local MiniCluster with the Kafka SQL connector."""
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    conf = Configuration()
+    conf.set_string("rest.port", str(rest_port))
+    conf.set_string("parallelism.default", str(parallelism))
+    jars = sorted(glob.glob(str(ROOT / ".cache/jars/flink/flink-sql-connector-kafka-*.jar")))
+    conf.set_string("pipeline.jars", ";".join(Path(j).as_uri() for j in jars))
+    return TableEnvironment.create(
+        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap-servers", required=True)
@@ -38,37 +82,8 @@ def main() -> int:
     parser.add_argument("--rest-port", type=int, required=True)
     args = parser.parse_args()
 
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
-    conf = Configuration()
-    conf.set_string("rest.port", str(args.rest_port))
-    conf.set_string("parallelism.default", str(args.parallelism))
-    jars = sorted(glob.glob(str(ROOT / ".cache/jars/flink/flink-sql-connector-kafka-*.jar")))
-    conf.set_string("pipeline.jars", ";".join(Path(j).as_uri() for j in jars))
-    t_env = TableEnvironment.create(
-        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
-    )
-    source = {
-        "connector": "kafka",
-        "topic": args.events_topic,
-        "properties.bootstrap.servers": args.bootstrap_servers,
-        "properties.group.id": args.group_id,
-        "properties.isolation.level": "read_committed",
-        "scan.startup.mode": "earliest-offset",
-        "format": "json",
-        "json.ignore-parse-errors": "true",
-    }
-    sink = {
-        "connector": "kafka",
-        "topic": args.out_topic,
-        "properties.bootstrap.servers": args.bootstrap_servers,
-        "key.format": "raw",
-        "key.fields": "user_id",
-        "value.format": "json",
-        "value.fields-include": "ALL",
-        "sink.delivery-guarantee": "at-least-once",
-    }
+    t_env = table_env(args.rest_port, args.parallelism)
+    source, sink = kafka_source(args), kafka_sink(args)
     # `properties` as STRING: Flink's JSON format keeps a nested object as its JSON text.
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE events (
