@@ -5,6 +5,7 @@ the MiniCluster's REST API and /proc.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -224,7 +225,16 @@ class FlinkJob:
         for job in list(cls.running):
             job.stop()
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_dir: Path,
+        env: dict | None = None,
+        cpu_interval_s: float | None = None,
+    ):
+        """`cpu_interval_s`: sample the CPU of the job's processes from their start (`self.cpu`,
+        a CpuSampler, stopped by `stop`)."""
         self.name = name
         self.rest_port = free_port()
         env = dict(os.environ if env is None else env)
@@ -241,6 +251,10 @@ class FlinkJob:
         )
         FlinkJob.running.add(self)
         self.job_id: str | None = None
+        self.cpu: CpuSampler | None = None
+        if cpu_interval_s:
+            self.cpu = CpuSampler(self.process.pid, cpu_interval_s)
+            self.cpu.start()
 
     def get(self, path: str):
         url = f"http://127.0.0.1:{self.rest_port}{path}"
@@ -324,6 +338,8 @@ class FlinkJob:
 
     def stop(self) -> None:
         FlinkJob.running.discard(self)
+        if self.cpu is not None:
+            self.cpu.stop()
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -334,6 +350,80 @@ class FlinkJob:
             except ProcessLookupError:
                 pass
         self.log.close()
+
+
+class CpuSampler(threading.Thread):
+    """CPU seconds (user + system) of a process and its descendants, sampled from /proc every
+    `interval_s` with wall-clock stamps, so that the CPU of an interval that ends before the
+    sampling stops (the idle wait that confirms a run is over) can be read by interpolation:
+    `between(t0_ms, t1_ms)`. A process that exits keeps the CPU it had at its last sample."""
+
+    def __init__(self, root: int, interval_s: float = 0.25):
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval_s = interval_s
+        self.samples: list[tuple[int, float]] = []
+        self.per_process: dict[tuple[int, int], int] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        self.sample()
+        while not self.stopping.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        stamp = now_ms()
+        # Keyed by (pid, start time): a process seen once keeps its share after it exits.
+        self.per_process.update(tree_cpu_ticks(self.root))
+        self.samples.append((stamp, sum(self.per_process.values()) / CLOCK_TICKS))
+
+    def stop(self) -> None:
+        """Stop sampling (one last sample first, while the processes still run)."""
+        if not self.stopping.is_set():
+            self.stopping.set()
+            if self.is_alive():
+                self.join(timeout=10)
+                self.sample()
+
+    def at(self, t_ms: float) -> float | None:
+        """The tree's CPU seconds at wall-clock `t_ms`, interpolated between the samples around
+        it (the first or last sample outside their range)."""
+        return interpolate(self.samples, t_ms)
+
+    def between(self, t0_ms: float, t1_ms: float) -> float | None:
+        start, end = self.at(t0_ms), self.at(t1_ms)
+        return None if start is None or end is None else end - start
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def interpolate(samples: list[tuple[int, float]], t_ms: float) -> float | None:
+    """The value at `t_ms` of a series of (time, value) sorted by time, linear between samples."""
+    if not samples:
+        return None
+    times = [t for t, _ in samples]
+    i = bisect.bisect_left(times, t_ms)
+    if i == 0:
+        return samples[0][1]
+    if i == len(samples):
+        return samples[-1][1]
+    (t_a, v_a), (t_b, v_b) = samples[i - 1], samples[i]
+    return v_a + (v_b - v_a) * (t_ms - t_a) / (t_b - t_a) if t_b > t_a else v_b
+
+
+def tree_cpu_ticks(root: int) -> dict[tuple[int, int], int]:
+    """utime + stime (clock ticks) of each process of the tree under `root`, keyed by
+    (pid, start time), from /proc/<pid>/stat."""
+    ticks = {}
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[(pid, int(fields[19]))] = int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def process_tree(root: int) -> list[int]:
@@ -373,13 +463,14 @@ def proc_status(pid: int) -> dict:
     return info
 
 
-def wait_quiet(poll, quiet_s: float, limit_s: float) -> float:
-    """Call poll() (a growing count) until it stops growing for quiet_s; returns seconds waited."""
+def wait_quiet(poll, quiet_s: float, limit_s: float, min_count: int = 0) -> float:
+    """Call poll() (a growing count) until it stops growing for quiet_s, once it is at least
+    `min_count`; returns seconds waited."""
     started = time.monotonic()
     last, since = -1, started
     while time.monotonic() - started < limit_s:
         count = poll()
-        if count != last:
+        if count != last or count < min_count:
             last, since = count, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
             break

@@ -80,6 +80,13 @@ LIVE_IDLE_FIRE_AFTER_MS = 1_000
 # ~5 s here while the job ran beside it.
 PRODUCER_LEAD_MS = 8_000
 THROUGHPUT_IDLE_FIRE_AFTER = "3s"
+# The REST metric fetcher answers from a cache it refreshes (asynchronously) at most this often
+# (Flink's default: 10 s); the throughput runs read the job's counters once, at the end, and
+# need them current. No metric is fetched before then, so this costs the run nothing.
+THROUGHPUT_METRICS_CONF = ("--flink-conf", "metrics.fetcher.update-interval=500 ms")
+# CPU of each throughput job's process tree, sampled from /proc this often (the bench's own
+# process, outside the tree, pays for the sampling).
+CPU_SAMPLE_S = 0.25
 # The live runs trade some throughput for latency (README "Latency"): watermarks every 20 ms
 # instead of the job's 50 ms, network buffers flushed after 5 ms instead of 20 ms.
 LIVE_LATENCY_CONF = (
@@ -190,6 +197,8 @@ class Bench:
         self.crm_dsn = args.crm_dsn
         self.silent_crm: SilentServer | None = None
         self.live_rate = args.live_rate
+        # Per parallelism, the throughput run's actions (the peer is compared with them).
+        self.detect_actions: dict[int, list[dict]] = {}
         self.result: dict = {
             "run_id": self.run_id,
             "mode": "quick" if args.quick else "full",
@@ -240,7 +249,12 @@ class Bench:
         return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
     def detect_job(
-        self, name: str, topics: dict[str, str], extra: list[str], env: dict | None = None
+        self,
+        name: str,
+        topics: dict[str, str],
+        extra: list[str],
+        env: dict | None = None,
+        cpu_interval_s: float | None = None,
     ) -> harness.FlinkJob:
         argv = [
             *self.moments,
@@ -268,7 +282,7 @@ class Bench:
             "earliest",
             *extra,
         ]
-        job = harness.FlinkJob(name, argv, self.run_dir, env=env)
+        job = harness.FlinkJob(name, argv, self.run_dir, env=env, cpu_interval_s=cpu_interval_s)
         job.wait_running()
         return job
 
@@ -371,7 +385,9 @@ class Bench:
                 f"{THROUGHPUT_BOUND_MS}ms",
                 "--idle-fire-after",
                 THROUGHPUT_IDLE_FIRE_AFTER,
+                *THROUGHPUT_METRICS_CONF,
             ],
+            cpu_interval_s=CPU_SAMPLE_S,
         )
         try:
             t0 = job.running_since_ms()
@@ -383,7 +399,7 @@ class Bench:
 
             # Quiet long enough to cover the idle-fire of the last deadlines after the input ends.
             waited = harness.wait_quiet(progress, quiet_s=8, limit_s=900)
-            metrics = safe(job.user_metrics)
+            metrics = settled_metrics(job)
             checkpoint = safe(job.latest_checkpoint)
         finally:
             job.stop()
@@ -394,6 +410,7 @@ class Bench:
         late = harness.read_topic(self.bootstrap, out["late"])
         dlq = harness.read_topic(self.bootstrap, out["dlq"])
         self.save(name, actions, late)
+        self.detect_actions.setdefault(parallelism, actions)
         ends = [a["_append"] for a in actions if a["user_id"].startswith("bench-end-")]
         ends += [r.append_ms for r in late]
         t_end = max(ends) if ends else None
@@ -408,14 +425,17 @@ class Bench:
             "dead_lettered": len(dlq),
             "actions": len(actions),
             "waited_s": round(waited, 1),
+            **cpu_cost(job, t0, t_end, len(self.stream)),
+            "python_calls": python_calls(metrics, len(self.stream)),
             "metrics": metrics,
             "checkpoint_state_bytes": (checkpoint or {}).get("state_size"),
             "memory": label_processes(memory),
             "correctness": self.compare(actions, late_ids, name),
         }
         log(
-            f"{name}: {result['events_per_s']} events/s, late {len(late)}, "
-            f"correctness {result['correctness']['verdict']}"
+            f"{name}: {result['events_per_s']} events/s, {result['cpu_ms_per_1k_events']} CPU "
+            f"ms/1k events, {result['python_calls']['per_event']} Python calls/event, "
+            f"late {len(late)}, correctness {result['correctness']['verdict']}"
         )
         return result
 
@@ -452,28 +472,63 @@ class Bench:
         return out
 
     def throughput_ceiling(self, parallelism: int) -> dict:
-        name = f"ceiling-p{parallelism}"
+        extra = ["--event-types", ",".join(sorted(self.read_types()))]
+        result, _ = self.sql_job(f"ceiling-p{parallelism}", "ceiling.py", parallelism, extra)
+        return result
+
+    def throughput_peer(self) -> dict:
+        """The Flink SQL MATCH_RECOGNIZE peer (bench/peer.py) at p1 on the same pre-loaded topic,
+        timed like the ceiling, its actions compared with the detection job's (peer.compare). The
+        peer picks the event types of its rules itself (no --event-types)."""
+        # Hook: bench/peer.py (the peer job and its comparison) is its own module; without it
+        # this part reports itself skipped and the rest of the run is unchanged.
+        if not (ROOT / "bench" / "peer.py").exists():
+            return {"skipped": "bench/peer.py is not there"}
+        from bench import peer
+
+        extra = ["--bound-ms", str(THROUGHPUT_BOUND_MS)]
+        try:
+            result, records = self.sql_job("peer-p1", "peer.py", 1, extra, quiet_s=8)
+        except Exception as error:  # noqa: BLE001 - a failed peer must not lose our figures
+            log(f"peer-p1: failed: {error!r}")
+            return {"error": repr(error)}
+        parallelism = 1 if 1 in self.detect_actions else next(iter(self.detect_actions), None)
+        ours = [
+            {k: v for k, v in action.items() if k != "_append"}
+            for action in self.detect_actions.get(parallelism, [])
+        ]
+        theirs = [orjson.loads(r.value) for r in records]
+        result["rules"] = sorted(safe(peer.peer_rules))
+        result["compared_with"] = f"detect-p{parallelism}" if parallelism else None
+        result["comparison"] = safe(lambda: peer.compare(ours, theirs)) if ours else None
+        return result
+
+    def sql_job(
+        self, name: str, script: str, parallelism: int, extra: list[str], quiet_s: float = 3
+    ) -> tuple[dict, list[harness.Record]]:
+        """A JVM-only job of bench/ (ceiling.py, peer.py) from the events topic to a fresh topic:
+        time from every subtask RUNNING to its last output's append, and the CPU in between."""
         out_topic = self.topics.create(f"{name}.out", PARTITIONS)
         log(f"{name}: starting")
         job = harness.FlinkJob(
             name,
             [
                 sys.executable,
-                str(ROOT / "bench" / "ceiling.py"),
+                str(ROOT / "bench" / script),
                 "--bootstrap-servers",
                 self.bootstrap,
                 "--events-topic",
                 self.events_topic,
                 "--out-topic",
                 out_topic,
-                "--event-types",
-                ",".join(sorted(self.read_types())),
                 "--group-id",
                 f"bench-{self.run_id}-{name}",
                 "--parallelism",
                 str(parallelism),
+                *extra,
             ],
             self.run_dir,
+            cpu_interval_s=CPU_SAMPLE_S,
         )
         try:
             job.wait_running()
@@ -484,22 +539,26 @@ class Bench:
                 memory[:] = job.process_tree_rss()
                 return self.end_offsets(out_topic)
 
-            harness.wait_quiet(progress, quiet_s=3, limit_s=600)
+            # Quiet only counts once something came out (a job may take seconds to start).
+            harness.wait_quiet(progress, quiet_s=quiet_s, limit_s=600, min_count=1)
         finally:
             job.stop()
         records = harness.read_topic(self.bootstrap, out_topic)
-        t_end = max(r.append_ms for r in records)
-        seconds = (t_end - t0) / 1000
+        t_end = max((r.append_ms for r in records), default=None)
+        seconds = (t_end - t0) / 1000 if t_end else None
         result = {
             "parallelism": parallelism,
             "events": len(self.stream),
             "records_out": len(records),
-            "seconds": round(seconds, 2),
-            "events_per_s": round(len(self.stream) / seconds),
+            "seconds": round(seconds, 2) if seconds else None,
+            "events_per_s": round(len(self.stream) / seconds) if seconds else None,
+            **cpu_cost(job, t0, t_end, len(self.stream)),
             "memory": label_processes(memory),
         }
-        log(f"{name}: {result['events_per_s']} events/s")
-        return result
+        log(
+            f"{name}: {result['events_per_s']} events/s, {result['cpu_ms_per_1k_events']} CPU ms/1k"
+        )
+        return result, records
 
     def read_types(self) -> set[str]:
         """Event types the rules' filters name (silence: its start and unless; the other events
@@ -821,6 +880,7 @@ class Bench:
                     "ceiling": [
                         self.throughput_ceiling(p) for p in self.mode["ceiling_parallelisms"]
                     ],
+                    "peer": self.throughput_peer(),
                 }
                 self.result["throughput"]["ratio"] = ratios(self.result["throughput"])
             if only in (None, "live"):
@@ -869,16 +929,52 @@ class Sampler:
 
 
 def tree_cpu_s(root: int) -> float:
-    """User + system CPU seconds of a process and its descendants, from /proc."""
-    total = 0
-    for pid in harness.process_tree(root):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its descendants (those alive now), from /proc."""
+    return sum(harness.tree_cpu_ticks(root).values()) / harness.CLOCK_TICKS
+
+
+def cpu_cost(job: harness.FlinkJob, t0_ms: int, t_end_ms: int | None, events: int) -> dict:
+    """CPU of the job's whole process tree (client, MiniCluster JVM, any children) over the
+    measured interval, from `t0_ms` (every subtask RUNNING) to `t_end_ms` (the last output
+    counted), interpolated between the samples around each end: start-up before it and the
+    idle wait after it are left out."""
+    cpu_s = job.cpu.between(t0_ms, t_end_ms) if job.cpu and t_end_ms else None
+    seconds = (t_end_ms - t0_ms) / 1000 if t_end_ms else None
+    return {
+        "cpu_s": round(cpu_s, 2) if cpu_s is not None else None,
+        "cpu_ms_per_1k_events": round(cpu_s * 1e6 / events, 1) if cpu_s is not None else None,
+        # Cores busy on average (2 at most on the reference machine).
+        "cpu_cores": round(cpu_s / seconds, 2) if cpu_s is not None and seconds else None,
+        "cpu_samples": len(job.cpu.samples) if job.cpu else 0,
+    }
+
+
+def python_calls(metrics: dict, events: int) -> dict:
+    """Calls from the JVM into the detect operator's Python: elements (`detect.events_in`) and
+    timer callbacks (`detect.timers`), per event in the topic."""
+    elements, timers = metrics.get("detect.events_in"), metrics.get("detect.timers")
+    if elements is None or timers is None:
+        return {"elements": elements, "timers": timers, "per_event": None}
+    return {
+        "elements": int(elements),
+        "timers": int(timers),
+        "per_event": round((elements + timers) / events, 3),
+    }
+
+
+def settled_metrics(job: harness.FlinkJob, limit_s: float = 20) -> dict:
+    """The job's user metrics once two reads a second apart agree. The REST fetcher answers
+    from a cache and refreshes it asynchronously (every 500 ms at most with
+    THROUGHPUT_METRICS_CONF), so a first read can be empty or a refresh behind."""
+    last: dict | None = None
+    deadline = time.monotonic() + limit_s
+    while True:
+        got = safe(job.user_metrics)
+        current = "error" not in got and "detect.events_in" in got
+        if (current and got == last) or time.monotonic() > deadline:
+            return got
+        last = got if current else None
+        time.sleep(1.0)
 
 
 def slow_crm_view(dsn: str) -> str:
@@ -1092,14 +1188,14 @@ def state_sample(rules, events: list[dict], bound_ms: int) -> dict:
 
 def ratios(throughput: dict) -> dict:
     ceiling = {c["parallelism"]: c["events_per_s"] for c in throughput["ceiling"]}
-    best_ceiling = max(ceiling.values())
+    best_ceiling = max((v for v in ceiling.values() if v), default=None)
     out = {}
     for run in throughput["detect"]:
         rate = run["events_per_s"] or 0
         same = ceiling.get(run["parallelism"])
         out[f"p{run['parallelism']}"] = {
             "vs_same_parallelism": round(rate / same, 3) if same else None,
-            "vs_best_ceiling": round(rate / best_ceiling, 3),
+            "vs_best_ceiling": round(rate / best_ceiling, 3) if best_ceiling else None,
         }
     return out
 
@@ -1110,11 +1206,11 @@ def acceptance(result: dict) -> dict:
     correct = []
     if "throughput" in result:
         best_detect = max((d["events_per_s"] or 0) for d in result["throughput"]["detect"])
-        best_ceiling = max(c["events_per_s"] for c in result["throughput"]["ceiling"])
+        best_ceiling = max((c["events_per_s"] or 0) for c in result["throughput"]["ceiling"])
         out["throughput_share_of_ceiling"] = {
             "target": 0.5,
-            "value": round(best_detect / best_ceiling, 3),
-            "met": best_detect >= 0.5 * best_ceiling,
+            "value": round(best_detect / best_ceiling, 3) if best_ceiling else None,
+            "met": bool(best_ceiling) and best_detect >= 0.5 * best_ceiling,
         }
         correct += [d["correctness"]["verdict"] for d in result["throughput"]["detect"]]
     live = result.get("live") or {}
@@ -1221,14 +1317,51 @@ def table(result: dict) -> str:
                 f"{d['seconds']} s, late {d['late_events']}, {d['correctness']['verdict']}",
             )
         )
+        rows.append(cpu_row(f"detect p{d['parallelism']}", d))
+        calls = d.get("python_calls") or {}
+        rows.append(
+            (
+                f"detect p{d['parallelism']} Python calls/event",
+                str(calls.get("per_event")),
+                f"{calls.get('elements')} elements + {calls.get('timers')} timers "
+                f"/ {d['events']:,} events",
+            )
+        )
     for c in throughput["ceiling"]:
         rows.append(
             (
                 f"ceiling (JVM SQL) p{c['parallelism']} events/s",
-                f"{c['events_per_s']:,}",
+                f"{c['events_per_s']:,}" if c["events_per_s"] else "none",
                 f"{c['seconds']} s, {c['records_out']:,} records out",
             )
         )
+        rows.append(cpu_row(f"ceiling p{c['parallelism']}", c))
+    peer = throughput.get("peer") or {}
+    if "skipped" in peer or "error" in peer:
+        why = peer.get("skipped") or peer.get("error")
+        rows.append(
+            ("peer (SQL MATCH_RECOGNIZE)", "skipped" if "skipped" in peer else "failed", why)
+        )
+    elif peer:
+        rows.append(
+            (
+                f"peer (SQL MATCH_RECOGNIZE) p{peer['parallelism']} events/s",
+                f"{peer['events_per_s']:,}" if peer["events_per_s"] else "none",
+                f"{peer['seconds']} s, {peer['records_out']:,} records out, rules "
+                f"{','.join(peer.get('rules') or [])}",
+            )
+        )
+        rows.append(cpu_row(f"peer p{peer['parallelism']}", peer))
+        comparison = peer.get("comparison") or {}
+        for rule, c in comparison.items() if "error" not in comparison else ():
+            rows.append(
+                (
+                    f"peer vs {peer.get('compared_with')} {rule}",
+                    "equal" if c.get("equal") else "DIFFERENT",
+                    f"both {c.get('both')}, only ours {c.get('only_ours')}, only peer "
+                    f"{c.get('only_peer')}, other event_ids {c.get('other_event_ids')}",
+                )
+            )
     for key, value in throughput["ratio"].items():
         rows.append(
             (
@@ -1358,6 +1491,16 @@ def table(result: dict) -> str:
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{width}}  {b:>{vwidth}}  {c}" for a, b, c in rows)
+
+
+def cpu_row(label: str, run: dict) -> tuple[str, str, str]:
+    """A throughput run's CPU: ms per 1,000 events in the topic, of the job's process tree over
+    the measured interval."""
+    return (
+        f"{label} CPU ms/1k events",
+        str(run.get("cpu_ms_per_1k_events")),
+        f"{run.get('cpu_s')} CPU s in {run.get('seconds')} s ({run.get('cpu_cores')} cores)",
+    )
 
 
 def main() -> int:

@@ -81,6 +81,7 @@ class DetectMoments(KeyedProcessFunction):
         if self.decode_rows:
             self.events_in = metrics.counter("events_in")
             self.invalid = metrics.counter("invalid")
+        self.timers = metrics.counter("timers")  # timer callbacks: Python calls besides elements
         self.actions = {
             rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
@@ -108,6 +109,7 @@ class DetectMoments(KeyedProcessFunction):
             yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(raw))
 
     def on_timer(self, timestamp: int, ctx):
+        self.timers.inc()
         fires, detected_at = self.host.on_timer(ctx, timestamp)
         if self.campaign is not None:
             yield from self.campaign.on_timer(self, ctx, fires, detected_at)
