@@ -38,6 +38,7 @@ class TimerService(Protocol):
     def current_watermark(self) -> int: ...
     def register_event_time_timer(self, timestamp: int) -> None: ...
     def register_processing_time_timer(self, timestamp: int) -> None: ...
+    def delete_processing_time_timer(self, timestamp: int) -> None: ...
 
 
 class TimerContext(Protocol):
@@ -343,12 +344,14 @@ class Host:
             else:
                 self.activity.clear()
         if host.is_empty():
+            self._drop_ptimer(timers, host)
             self.state.clear()
             return
         self._schedule(ctx, timers, host, now)
         if split:
             host.user.activity = {}
             if host.is_empty():
+                self._drop_ptimer(timers, host)
                 self.state.clear()  # only activity: it has its own value and bucket-end timers
                 return
         self.state.update(host)
@@ -359,7 +362,23 @@ class Host:
         if user.activity and self.activity_delay is not None:
             delay = self.activity_delay(ctx.get_current_key())
         due = self.engine.due(user) if self.idle_fire_after_ms else None
+        if host.ptimer is not None and (due is None or host.ptimer < self._force_from(due)):
+            # The registered processing-time timer can force nothing at its time (most often it
+            # was for a buffered event the watermark has passed since): it would fire only to
+            # re-register, a Python call per event. Deleted; _register sets the one needed now.
+            self._drop_ptimer(timers, host)
         self._register(timers, host, self.engine.wakeup(user, delay), due, now)
+
+    def _force_from(self, due: int) -> int:
+        """The earliest processing-time timer that could force `due`, as the input stands."""
+        idle = self.idle_fire_after_ms
+        return round_up(idle_force_due(due, self.watermark_moved_at, self.input_seen_at, idle))
+
+    @staticmethod
+    def _drop_ptimer(timers, host: HostState) -> None:
+        if host.ptimer is not None:
+            timers.delete_processing_time_timer(host.ptimer)
+            host.ptimer = None
 
     def _register(self, timers, host: HostState, wakeup, due, now: int) -> None:
         """Register a timer for `wakeup` unless one at or before it is registered, and for `due`
@@ -417,6 +436,15 @@ class MemoryTimerService:
 
     def register_processing_time_timer(self, timestamp: int) -> None:
         self._register(self._processing, timestamp)
+
+    def delete_processing_time_timer(self, timestamp: int) -> None:
+        """Flink's: the current key's timer at `timestamp` will not fire (none: nothing)."""
+        heap, registered = self._processing
+        entry = (timestamp, self.key)
+        if entry in registered:
+            registered.discard(entry)
+            heap.remove(entry)
+            heapq.heapify(heap)
 
     def _register(self, timers: tuple[list, set], timestamp: int) -> None:
         heap, registered = timers

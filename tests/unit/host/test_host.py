@@ -16,6 +16,7 @@ from tests.unit.host.harness import FlinkHost
 from udfs.engine import UserState
 from udfs.host import HostState, TimeDomain, is_late
 from udfs.model import EngineEvent
+from udfs.timing import round_up
 
 MAX_WATERMARK = 2**63 - 1
 IDLE = 5_000
@@ -241,3 +242,29 @@ def test_state_saved_before_goals_existed_restores_with_no_open_outcomes():
     state.__setstate__(([event], {}, {}, 5, None, 7))
     assert state.user.pending == [event] and state.user.outcomes == []
     assert (state.timer, state.ptimer, state.forced) == (5, None, 7)
+
+
+def test_a_processing_time_timer_that_can_force_nothing_is_deleted_not_left_to_fire():
+    """Live input (event time near the wall clock): each buffered event needs a processing-time
+    timer in case the input stops, but once the watermark has passed the event, that timer could
+    only fire to re-register, a Python call per event. It is deleted, and the one the next
+    deadline needs is registered; forcing still comes when the input stops."""
+    host = FlinkHost(ABSENCE, idle_fire_after_ms=IDLE, now=START)
+    host.watermark(START)
+    host.event("s", START + 10, "a")  # buffered until the watermark passes START + 11
+    assert processing_timers(host) == [round_up(START + 11 + IDLE)]
+    host.service.now = START + 50
+    host.watermark(START + 20)  # the event is matched: the absence deadline is START + 1010
+    assert processing_timers(host) == [round_up(START + 1_010 + IDLE)]
+    host.event("o", START + 30, "b", user="u2")  # matched, then nothing is due for u2
+    host.service.now = START + 60
+    host.watermark(START + 40)
+    assert processing_timers(host, "u2") == []
+    assert host.clock(START + 1_010 + IDLE - 1) == []  # the input stops
+    assert host.clock(START + 1_010 + IDLE + 100) == [
+        ("abs", "u1", START + 1_010, ("s",), START + 1_010 + IDLE + 100)
+    ]
+
+
+def processing_timers(host: FlinkHost, user: str = "u1") -> list[int]:
+    return [t for t, key in host.service.timers(TimeDomain.PROCESSING_TIME) if key == user]
