@@ -36,22 +36,28 @@ def create_topics(
         ],
         timeout_ms=30000,
     )
-    wait_for_leaders(admin, list(names.values()), [partitions[role] for role in names])
+    wait_for_leaders(admin, {names[role]: partitions[role] for role in names})
     return names
 
 
-def wait_for_leaders(admin, topics: list[str], counts: list[int], timeout_s: float = 30) -> None:
-    """Until the broker reports a leader for every partition of `topics`: a record sent before
-    that is answered NotLeaderForPartition and retried (on a loaded broker, seconds later)."""
+def has_leaders(admin, topic: str, partitions: int | None = None) -> bool:
+    """Whether the broker reports `topic` with a leader for each of its (`partitions`, if
+    given) partitions: a record sent before that is answered NotLeaderForPartition and retried
+    (on a loaded broker, seconds later)."""
+    [described] = admin.describe_topics([topic])
+    found = described["partitions"]
+    return (
+        described["error_code"] == 0
+        and bool(found)
+        and (partitions is None or len(found) == partitions)
+        and all(partition["leader"] >= 0 for partition in found)
+    )
+
+
+def wait_for_leaders(admin, topics: dict[str, int], timeout_s: float = 30) -> None:
+    """Until `has_leaders` holds for every `{topic: partitions}`."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        described = {t["topic"]: t for t in admin.describe_topics(topics)}
-        led = [
-            sum(1 for p in described.get(topic, {}).get("partitions", ()) if p["leader"] >= 0)
-            for topic in topics
-        ]
-        if led == counts:
-            return
+    while not all(has_leaders(admin, topic, count) for topic, count in topics.items()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"no leader after {timeout_s}s for some partitions of {topics}")
         time.sleep(0.1)

@@ -32,6 +32,7 @@ from jobs.settings import (
     LOCAL_CRM_DSN,
     LOCAL_KAFKA_BOOTSTRAP,
 )
+from moments_testing.flink_job import has_leaders
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,16 +219,6 @@ def kafka_admin(kafka_bootstrap: str):
     admin.close()
 
 
-def _has_leaders(admin, topic: str) -> bool:
-    [described] = admin.describe_topics([topic])
-    partitions = described["partitions"]
-    return (
-        described["error_code"] == 0
-        and bool(partitions)
-        and all(partition["leader"] >= 0 for partition in partitions)
-    )
-
-
 @pytest.fixture
 def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
     """Factory: `kafka_topic(partitions=1, configs=None) -> name` of a new, empty, unique topic.
@@ -247,7 +238,7 @@ def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[Callabl
         )
         created.append(name)
         wait_for(
-            lambda: _has_leaders(kafka_admin, name),
+            lambda: has_leaders(kafka_admin, name),
             timeout=30,
             message=f"leaders for topic {name}",
             ignore=(KafkaError,),
