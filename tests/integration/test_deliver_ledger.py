@@ -20,6 +20,8 @@ from udfs.delivery.assemble import build_deliverer
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.postgres import PostgresLedger, open_pool
 from udfs.delivery.settings import DeliverySettings, VendorSettings, parse_rate_limits
+from udfs.delivery.shared_limits import SharedRateLimiter
+from udfs.vendors import RateLimit
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +135,17 @@ def test_two_replicas_share_the_vendors_limit(crm_dsn):
         assert len(braze.delivered_ids()) == 24
         assert braze.statuses[429] == 0
         assert braze.peak_rate("braze.users_track", window_s)["sliding"] <= limit
+
+
+def test_a_send_waits_for_the_answer_another_replica_has_not_had_yet(pool):
+    # 1 per second: the second send, whichever replica makes it, waits until the first one's
+    # answer is a second old; a first send never answered (its replica died) counts as answered
+    # at its start plus the client timeout.
+    endpoint = f"test.endpoint@{uuid.uuid4().hex[:8]}"
+    one = [SharedRateLimiter(pool, endpoint, RateLimit(1, 1.0), 0.0, 3.0) for _ in range(2)]
+    first, second = one[0].reserve(), one[1].reserve()
+    assert second.seq == first.seq + 1 and second.wait_s == pytest.approx(1.0, abs=0.2)
+    assert one[0].clear_in(first) == 0
+    assert one[1].clear_in(second) == pytest.approx(4.0, abs=0.2)
+    one[0].answered(first)
+    assert one[1].clear_in(second) == pytest.approx(1.0, abs=0.2)

@@ -61,8 +61,7 @@ def build_deliverer(
 
 def _ledger_and_limiters(settings: DeliverySettings) -> tuple[Ledger, dict]:
     if settings.ledger_dsn is None:
-        limiters = {name: RateLimiter(limit) for name, limit in settings.rate_limits.items()}
-        return MemoryLedger(), limiters
+        return MemoryLedger(), _process_limiters(settings)
     from udfs.delivery.postgres import PostgresLedger, open_pool
     from udfs.delivery.shared_limits import SharedRateLimiter
 
@@ -70,15 +69,27 @@ def _ledger_and_limiters(settings: DeliverySettings) -> tuple[Ledger, dict]:
     pool = open_pool(settings.ledger_dsn.get_secret_value(), settings.concurrency + 2)
     ledger = PostgresLedger(pool)
     if settings.rate_limit_scope == "process":
-        limiters = {name: RateLimiter(limit) for name, limit in settings.rate_limits.items()}
+        limiters = _process_limiters(settings)
     else:
         limiters = {
             name: SharedRateLimiter(
-                pool, _account_key(settings, name), limit, settings.rate_limit_headroom
+                pool,
+                _account_key(settings, name),
+                limit,
+                settings.rate_limit_headroom,
+                in_flight_s=settings.timeout_s,
             )
             for name, limit in settings.rate_limits.items()
         }
     return ledger, limiters
+
+
+def _process_limiters(settings: DeliverySettings) -> dict[str, RateLimiter]:
+    # A send never answered reached the vendor within the client's timeout, if at all.
+    return {
+        name: RateLimiter(limit, in_flight_s=settings.timeout_s)
+        for name, limit in settings.rate_limits.items()
+    }
 
 
 def _account_key(settings: DeliverySettings, endpoint: str) -> str:

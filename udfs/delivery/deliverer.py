@@ -25,7 +25,7 @@ from udfs.delivery.redact import redact
 from udfs.delivery.transport import TransportError
 from udfs.vendors.http import HttpRequest, HttpResponse
 from udfs.vendors.outcome import Outcome, Plan, Verdict
-from udfs.vendors.ratelimit import RateLimiter
+from udfs.vendors.ratelimit import RateLimiter, Slot
 from udfs.vendors.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ VENDOR_DESTINATIONS = ("braze", "iterable")
 AMBIGUOUS_STATUSES = frozenset({502, 504})
 # A thread starved this many times in a row sends in its last slot however late.
 MAX_REBOOKINGS = 10
+# How often a send held back by an earlier one still in flight asks whether it was answered.
+CLEAR_POLL_S = 0.05
 
 
 class Adapter(Protocol):
@@ -255,11 +257,16 @@ class Deliverer:
             already_sent = self._on_the_wire(keys, labels)
             if already_sent is None:
                 return _RequestResult(request, None, "", attempts)
-            if not self._ready(limiter, request.endpoint):
+            ready, slot = self._ready(limiter, request.endpoint)
+            if not ready:
                 self.ledger.unsent([key for key in keys if key not in already_sent])
                 return _RequestResult(request, None, "", attempts)
             attempts += 1
-            outcome, body, maybe_accepted = self._attempt(adapter, request, attempts)
+            try:
+                outcome, body, maybe_accepted = self._attempt(adapter, request, attempts)
+            finally:
+                if slot is not None:
+                    limiter.answered(slot)
             self._record_answer(keys, outcome, maybe_accepted)
             if outcome.verdict in (Verdict.DELIVERED, Verdict.FAILED):
                 if outcome.verdict is Verdict.FAILED:
@@ -337,29 +344,43 @@ class Deliverer:
         elif not maybe_accepted:
             self.ledger.unsent(keys)
 
-    def _ready(self, limiter: RateLimiter | None, endpoint: str) -> bool:
-        """Wait for the endpoint's rate limit (and any pause a 429 set); False once stopped.
-        A slot this thread wakes up too late for is booked again: a late send would crowd the
-        slots after it (a shared limiter's `late_s`; none for a process-local one)."""
+    def _ready(self, limiter: RateLimiter | None, endpoint: str) -> tuple[bool, Slot | None]:
+        """Wait for the endpoint's rate limit (and any pause a 429 set): whether to send (False
+        once stopped), and the slot whose answer the limiter must be told of. A slot this thread
+        wakes up too late for is booked again: a late send would crowd the slots after it (a
+        shared limiter's `late_s`; none for a process-local one). Then the send waits until the
+        answers to those `requests` before it are a period old (RateLimiter.clear_in)."""
         if limiter is None:
-            return not self.stop.is_set()
+            return not self.stop.is_set(), None
         late_s = getattr(limiter, "late_s", float("inf"))
-        for _ in range(MAX_REBOOKINGS):
-            wait_s = limiter.reserve()
-            due = self._clock() + wait_s
-            self.metrics.rate_limit_wait.labels(endpoint).inc(wait_s)
-            if not self._wait(wait_s):
-                return False
+        waited = self.metrics.rate_limit_wait.labels(endpoint)
+        for booking in range(1, MAX_REBOOKINGS + 1):
+            slot = limiter.reserve()
+            due = self._clock() + slot.wait_s
+            waited.inc(slot.wait_s)
+            if not self._wait(slot.wait_s):
+                return self._unsent(limiter, slot)
             # A 429 seen by another request while we waited pauses this one too.
             while (paused := limiter.paused_for()) > 0:
-                self.metrics.rate_limit_wait.labels(endpoint).inc(paused)
+                waited.inc(paused)
                 if not self._wait(paused):
-                    return False
+                    return self._unsent(limiter, slot)
                 due = self._clock()
-            if self._clock() - due <= late_s:
-                return True
+            if self._clock() - due <= late_s or booking == MAX_REBOOKINGS:
+                break
             self.metrics.rate_limit_rebooked.labels(endpoint).inc()
-        return not self.stop.is_set()
+            limiter.answered(slot)  # never sent: it holds back no later send
+        while (clear_in := limiter.clear_in(slot)) > 0:
+            # Asked again within CLEAR_POLL_S: an earlier send still in flight may be answered.
+            waited.inc(min(clear_in, CLEAR_POLL_S))
+            if not self._wait(min(clear_in, CLEAR_POLL_S)):
+                return self._unsent(limiter, slot)
+        return not self.stop.is_set(), slot
+
+    @staticmethod
+    def _unsent(limiter: RateLimiter, slot: Slot) -> tuple[bool, None]:
+        limiter.answered(slot)
+        return False, None
 
     def _attempt(
         self, adapter: Adapter, request: HttpRequest, attempt: int

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS moments_delivery_rate (
     next_free    timestamptz NOT NULL,
     paused_until timestamptz NOT NULL
 );
+ALTER TABLE moments_delivery_rate ADD COLUMN IF NOT EXISTS last_seq bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS moments_delivery_sends (
+    endpoint text NOT NULL,
+    seq      bigint NOT NULL,
+    started  timestamptz NOT NULL,
+    answered timestamptz,
+    PRIMARY KEY (endpoint, seq)
+);
 """
 # Replicas starting together must not race on CREATE TABLE (pg_type unique violations).
 SCHEMA_LOCK = 0x6D6D_6C64  # "mmld"

@@ -34,24 +34,49 @@ class RateLimit:
         return f"{self.requests}/{format_duration_ms(round(self.period_s * 1000))}"
 
 
-class RateLimiter:
-    """At most `requests` sends in any window of `period_s` (a sliding log), thread-safe.
+@dataclass(frozen=True)
+class Slot:
+    """One booked send: its place in the endpoint's order, and the seconds to wait for it."""
 
-    A sliding window is the strictest reading of "N per period": it also keeps within any fixed
-    window the vendor may count in. `reserve()` books the earliest free slot and says how long to
-    wait for it (callers sleep outside the lock, so waiting callers queue up in order).
-    `pause(seconds)` holds every caller back after a 429.
+    seq: int
+    wait_s: float
+
+
+# A request's arrival at the vendor lies between its send and its answer; a send whose answer
+# never came (a crash) arrived by its start plus this much at the latest (the client's timeout).
+DEFAULT_IN_FLIGHT_S = 10.0
+
+
+class RateLimiter:
+    """At most `requests` requests reach the vendor in any window of `period_s`, thread-safe.
+
+    Two steps per send. `reserve()` books the earliest slot of a sliding log of starts (callers
+    sleep outside the lock, so waiting callers queue up in order). `clear_in(slot)` then holds the
+    send until every send booked `requests` or more before it was answered a whole period ago:
+    the vendor timestamps a request between its send and its answer, so `requests + 1` of them
+    can never arrive within one period, however unevenly the network or a busy host delays them
+    (starts alone cannot promise that). `answered(slot)` records the answer. `pause(seconds)`
+    holds every caller back after a 429. A sliding window is the strictest reading of "N per
+    period": it also keeps within any fixed window the vendor may count in.
     """
 
-    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limit: RateLimit,
+        clock: Callable[[], float] = time.monotonic,
+        in_flight_s: float = DEFAULT_IN_FLIGHT_S,
+    ):
         self.limit = limit
+        self.in_flight_s = in_flight_s
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: deque[float] = deque()  # start times of the last `requests` reservations
         self._paused_until = float("-inf")
+        self._seq = 0
+        self._sends: dict[int, list] = {}  # seq -> [start, answered at or None]
 
-    def reserve(self) -> float:
-        """Book one send; return the seconds to wait before making it (0 if none)."""
+    def reserve(self) -> Slot:
+        """Book one send: its slot, with the seconds to wait for it (0 if none)."""
         with self._lock:
             now = self._clock()
             start = max(now, self._paused_until)
@@ -59,7 +84,40 @@ class RateLimiter:
                 start = max(start, self._slots[0] + self.limit.period_s)
                 self._slots.popleft()
             self._slots.append(start)
-            return start - now
+            self._forget(now)
+            seq, self._seq = self._seq, self._seq + 1
+            self._sends[seq] = [start, None]
+            return Slot(seq, start - now)
+
+    def clear_in(self, slot: Slot) -> float:
+        """Seconds until `slot` may be sent (0: now), by the answers to the sends booked at least
+        `requests` before it; an unanswered one counts as answered at its start plus
+        `in_flight_s`, so ask again sooner if it may be answered meanwhile."""
+        with self._lock:
+            latest = float("-inf")
+            for seq, (start, answered) in self._sends.items():
+                if seq <= slot.seq - self.limit.requests:
+                    latest = max(
+                        latest, answered if answered is not None else start + self.in_flight_s
+                    )
+            return max(0.0, latest + self.limit.period_s - self._clock())
+
+    def answered(self, slot: Slot) -> None:
+        """The send of `slot` has its answer (or failed on the way, or was never made)."""
+        with self._lock:
+            entry = self._sends.get(slot.seq)
+            if entry is not None and entry[1] is None:
+                entry[1] = self._clock()
+
+    def _forget(self, now: float) -> None:
+        """Drop answers a period old: they hold back no send from now on."""
+        period, flight = self.limit.period_s, self.in_flight_s
+        for seq in [
+            seq
+            for seq, (start, answered) in self._sends.items()
+            if (answered if answered is not None else start + flight) + period <= now
+        ]:
+            del self._sends[seq]
 
     def pause(self, seconds: float) -> None:
         """No request may start within `seconds` from now (the vendor said it is rate limited)."""

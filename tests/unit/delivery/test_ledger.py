@@ -15,6 +15,7 @@ from tests.unit.vendors.test_delivery import deliverer
 from udfs.delivery.pipeline import DeliveryPipeline, SourceRecord
 from udfs.delivery.transport import HttpTransport, TransportError
 from udfs.vendors import HttpRequest
+from udfs.vendors.ratelimit import Slot
 
 
 def records(actions):
@@ -104,10 +105,17 @@ class LateSlots:
 
     def __init__(self) -> None:
         self.reserved = 0
+        self.answered_slots: list[Slot] = []
 
-    def reserve(self) -> float:
+    def reserve(self) -> Slot:
         self.reserved += 1
+        return Slot(self.reserved, 0.0)
+
+    def clear_in(self, slot: Slot) -> float:
         return 0.0
+
+    def answered(self, slot: Slot) -> None:
+        self.answered_slots.append(slot)
 
     def paused_for(self) -> float:
         return 0.0
@@ -125,5 +133,8 @@ def test_a_slot_woken_up_for_too_late_is_booked_again():
         job._clock = lambda: next(ticks)
         assert all(r.delivered for r in job.deliver(many(3, destinations=("braze",))))
     assert limiter.reserved == 2
+    # The slot given up is answered at once (it holds back no later send), the used one after
+    # its send.
+    assert [slot.seq for slot in limiter.answered_slots] == [1, 2]
     rebooked = job.metrics.rate_limit_rebooked.labels("braze.users_track")._value.get()
     assert rebooked == 1
