@@ -19,7 +19,7 @@ import org.apache.flink.types.Row;
 public final class ActivityFilterHarness {
 
     private static final class User {
-        Long earliestStart;
+        long[] armed;
         final Map<Long, Row> buckets = new HashMap<>();
     }
 
@@ -59,13 +59,13 @@ public final class ActivityFilterHarness {
                 }
 
                 @Override
-                public Long earliestStart() {
-                    return users.get(key).earliestStart;
+                public long[] armed() {
+                    return users.get(key).armed;
                 }
 
                 @Override
-                public void setEarliestStart(long ts) {
-                    users.get(key).earliestStart = ts;
+                public void setArmed(long[] intervals) {
+                    users.get(key).armed = intervals;
                 }
 
                 @Override
@@ -124,6 +124,7 @@ public final class ActivityFilterHarness {
         switch (command[0]) {
             case "filter" -> {
                 // filter <bucket ms> <filtered types> <start types, or *> <flush after> <spread>
+                //   <armed ms>
                 String[] starts = command[3].equals("*") ? null : list(command[3]);
                 filter =
                         new ActivityFilter(
@@ -131,7 +132,8 @@ public final class ActivityFilterHarness {
                                 list(command[2]),
                                 starts,
                                 Long.parseLong(command[4]),
-                                Long.parseLong(command[5]));
+                                Long.parseLong(command[5]),
+                                Long.parseLong(command[6]));
                 users = new HashMap<>();
                 eventTimers = new TreeSet<>();
                 processingTimers = new TreeSet<>();
