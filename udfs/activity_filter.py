@@ -2,31 +2,22 @@
 model: what it passes on to the Python operator, and when. The Java class follows this model
 step for step; a test feeds both the same records and compares their outputs line by line.
 
-Activity (events of a type no rule's filters name) matters to the engine only while one of the
-user's silences is armed, and then only by its timestamp. A silence armed by a start at s stays
-armed while every next event of the user comes within its gap, so the filter keeps, per user, the
-times at which one may be armed: intervals [t, t + gap] (the largest silence gap) from each start,
-widened by each event inside one. It counts a start type's event as a start (its other conditions
-unknown) and no `unless`, so the intervals hold every time a silence is armed, and more.
-
 The rule, per user (only with a silence rule, when every rule's filters name their types):
 
 1. Records Java could not decode, events of a type some rule's filters name, and late events
-   (ts below the watermark) pass at once. An on-time event of a silence start type arms
-   [ts, ts + gap]; any other on-time event inside an interval widens it to ts + gap; an undecoded
-   record (it may be a start of any type, at any ts) arms all time.
-2. Activity outside the intervals: per bucket of `bucket_ms` the earliest and latest are held,
-   those between skipped. Intervals that come to cover a held one release it (it widens them in
-   turn); the watermark passing a held one drops it (no start can arm a silence at it any more).
-3. Activity inside an interval widens it, and: a bucket's first one, and one earlier than
-   anything forwarded from the bucket, goes at once; one later than everything forwarded and
-   pending becomes the bucket's pending latest (the one it replaces is skipped); others are
-   skipped.
+   (ts below the watermark) pass at once. An on-time event of a silence start type, or any
+   undecoded record (it may be one, at any ts), lowers the user's earliest start.
+2. Activity (the other types) before the earliest start: per bucket of `bucket_ms` the earliest
+   and latest are held, those between skipped. A start at s releases the held ones at or after
+   s; the watermark passing a held one drops it (no start at or before it can come on time).
+3. Activity at or after the earliest start: a bucket's first one, and one earlier than anything
+   forwarded from the bucket, goes at once; one later than everything forwarded and pending
+   becomes the bucket's pending latest (the one it replaces is skipped); others are skipped.
 4. A pending latest goes when the watermark is about to pass it (an event-time timer at ts + 1,
    before the watermark goes on), or at the flush: a processing-time timer `flush_after_ms`
    after it arrived, on the timer grid, so an idle input never strands it.
 5. A bucket's entry is dropped at its end plus the user's bucket-end delay (udfs/timing.py);
-   releases go in bucket order. Intervals the watermark has passed are dropped.
+   releases go in bucket order.
 """
 
 from __future__ import annotations
@@ -53,7 +44,6 @@ class FilterSettings(NamedTuple):
     start_types: frozenset[str] | None  # None: any event may start a silence
     flush_after_ms: int  # 0: only the watermark releases a pending latest
     bucket_end_spread_ms: int
-    armed_ms: int  # the largest silence gap: how long a start or an armed event arms
 
 
 def filter_settings(engine, idle_fire_after_ms: int | None) -> FilterSettings | None:
@@ -68,7 +58,6 @@ def filter_settings(engine, idle_fire_after_ms: int | None) -> FilterSettings | 
         engine.silence_start_types(),
         max(idle // ACTIVITY_FLUSH_DIVISOR, 1) if idle else 0,
         bucket_end_spread(engine.activity_bucket_ms),
-        engine.silence_gap_ms(),
     )
 
 
@@ -104,8 +93,7 @@ FWD_MIN, FWD_MAX, PENDING, PRE_FIRST, PRE_LAST = range(5)
 
 @dataclass
 class _User:
-    # Sorted, disjoint [low, high] (inclusive): the times a silence of the user may be armed at.
-    armed: list[list[int]] = field(default_factory=list)
+    earliest_start: int | None = None
     buckets: dict[int, list] = field(default_factory=dict)
 
 
@@ -123,7 +111,6 @@ class ActivityFilter:
         self.start_types = None if starts is None else frozenset(starts)
         self.flush_after_ms = max(0, settings.flush_after_ms)
         self.spread_ms = max(1, settings.bucket_end_spread_ms)
-        self.armed_ms = settings.armed_ms
         self.watermark = MIN_WATERMARK
         self.now = 0  # processing time
         self.users: dict[str, _User] = {}
@@ -173,62 +160,48 @@ class ActivityFilter:
 
     def _process(self, user_id: str, user: _User, record: Record) -> None:
         watermark = self.watermark
-        if self.start_types is not None:
-            _forget_passed(user, watermark)
         if not record.decoded:
             self.out.append(Emit(record))  # Python decodes it; it may be a start of any type
             if self.start_types is not None:
-                self._arm(user, MIN_WATERMARK, MAX_WATERMARK)
+                self._started(user, MIN_WATERMARK, watermark)
             return
         ts = record.ts
         if record.event_type in self.filtered_types:
             self.out.append(Emit(record))
             starts = self.start_types
-            if starts is not None and ts >= watermark:
-                if record.event_type in starts or _covered(user, ts):
-                    self._arm(user, ts, ts + self.armed_ms)
+            if starts is not None and ts >= watermark and record.event_type in starts:
+                self._started(user, ts, watermark)
             return
         if ts < watermark:
             self.out.append(Emit(record))  # late: Python says so and counts it
             return
         if self.start_types is not None:
-            if not _covered(user, ts):
-                self._hold_unarmed(user, record)
+            if user.earliest_start is None or ts < user.earliest_start:
+                self._hold_before_start(user, record)
                 return
-            self._arm(user, ts, ts + self.armed_ms)
         self._arrive(user, record)
 
-    def _arm(self, user: _User, low: int, high: int) -> None:
-        """[low, high] joins the user's intervals; held activity they cover now is released
-        (widening them in turn), in bucket order."""
-        if not _merge(user.armed, low, high):
+    def _started(self, user: _User, ts: int, watermark: int) -> None:
+        if user.earliest_start is not None and user.earliest_start <= ts:
             return
-        watermark = self.watermark  # held records below it: not on time now
+        user.earliest_start = ts
+        start = max(ts, watermark)  # held records below the watermark: not on time now
         for bucket in sorted(user.buckets):
             entry = user.buckets[bucket]
             first, last = entry[PRE_FIRST], entry[PRE_LAST]
-            if first is None:
+            if first is None or _latest(first, last).ts < start:
                 continue
-            first_goes = first.ts >= watermark and _covered(user, first.ts)
-            if first_goes:  # it widens the intervals: the latest is covered now (bucket <= gap)
-                _merge(user.armed, first.ts, first.ts + self.armed_ms)
-            last_goes = last is not None and last.ts >= watermark and _covered(user, last.ts)
-            if not (first_goes or last_goes):
-                continue
-            # What stays held: the earliest, if a start before it may still release it.
-            if first_goes:
-                entry[PRE_FIRST], entry[PRE_LAST] = (None if last_goes else last), None
-            else:
-                entry[PRE_LAST] = None
-            if first_goes:
+            first_too = first.ts >= start
+            entry[PRE_FIRST] = None if first_too else first  # may still be released earlier
+            entry[PRE_LAST] = None
+            if first_too:
                 self.held -= 1
                 self._arrive(user, first)
-            if last_goes:
-                _merge(user.armed, last.ts, last.ts + self.armed_ms)
+            if last is not None:
                 self.held -= 1
                 self._arrive(user, last)
 
-    def _hold_unarmed(self, user: _User, record: Record) -> None:
+    def _hold_before_start(self, user: _User, record: Record) -> None:
         ts = record.ts
         entry = self._entry(user, ts // self.bucket_ms)
         first, last = entry[PRE_FIRST], entry[PRE_LAST]
@@ -278,8 +251,6 @@ class ActivityFilter:
             self._register("processing", record.user_id, round_up(self.now + self.flush_after_ms))
 
     def _on_timer(self, user: _User, timestamp: int, event_time: bool) -> None:
-        if event_time:
-            _forget_passed(user, timestamp)
         for bucket in sorted(user.buckets):
             entry = user.buckets[bucket]
             pending = entry[PENDING]
@@ -290,7 +261,7 @@ class ActivityFilter:
                 self.out.append(Emit(pending))
             first = entry[PRE_FIRST]
             if event_time and first is not None:
-                # The watermark passed these: no start can arm a silence at them on time now.
+                # The watermark passed these: no start at or before them can come on time now.
                 last = entry[PRE_LAST]
                 if _latest(first, last).ts < timestamp:
                     self._discard()
@@ -319,28 +290,3 @@ class ActivityFilter:
 
 def _latest(first: Record, last: Record | None) -> Record:
     return last if last is not None else first
-
-
-def _covered(user: _User, ts: int) -> bool:
-    return any(low <= ts <= high for low, high in user.armed)
-
-
-def _merge(armed: list[list[int]], low: int, high: int) -> bool:
-    """[low, high] joined to the sorted, disjoint intervals `armed`; whether they grew."""
-    for interval in armed:
-        if interval[0] <= low and high <= interval[1]:
-            return False
-    merged: list[list[int]] = []
-    for interval in sorted([*armed, [low, high]]):
-        if merged and interval[0] <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], interval[1])
-        else:
-            merged.append(list(interval))
-    armed[:] = merged
-    return True
-
-
-def _forget_passed(user: _User, watermark: int) -> None:
-    """Intervals the watermark passed cover no on-time record any more."""
-    if user.armed and user.armed[0][1] < watermark:
-        user.armed[:] = [interval for interval in user.armed if interval[1] >= watermark]

@@ -293,11 +293,6 @@ class Engine:
             times.append(Goals.wakeup(state.outcomes))
         return min(times) if times else None
 
-    def silence_gap_ms(self) -> int:
-        """The largest silence gap (0 without a silence rule): how long after an event of a user
-        one of its silences may still be armed."""
-        return max((p.gap_ms for p in self.patterns if p.reads_every_event), default=0)
-
     def silence_start_types(self) -> frozenset[str] | None:
         """Event types that may start a silence rule (None: any type may). Before a user's
         earliest start no silence is armed, so activity before it changes nothing."""

@@ -121,6 +121,5 @@ def activity_filter(engine, config, row_type):
         settings.flush_after_ms,
         config.state_ttl_ms,
         settings.bucket_end_spread_ms,
-        settings.armed_ms,
         row_type.get_java_type_info(),
     )

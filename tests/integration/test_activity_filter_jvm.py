@@ -70,7 +70,7 @@ def _commands(config, scenario: Scenario) -> list[str]:
     filtered = ",".join(sorted(config.filtered_types))
     commands = [
         f"filter\t{config.bucket_ms}\t{filtered}\t{starts}\t{config.flush_after_ms}\t"
-        f"{config.bucket_end_spread_ms}\t{config.armed_ms}"
+        f"{config.bucket_end_spread_ms}"
     ]
     for step in scenario.steps:
         if step.kind == "record":
@@ -102,17 +102,6 @@ def _model_lines(config, scenario: Scenario) -> list[str]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios(users=USERS), any_start=st.booleans())
 def test_java_and_the_model_do_the_same_line_by_line(harness, scenario, any_start):
-    same_line_by_line(harness, scenario, any_start)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenario=scenarios(users=USERS, decoded=(True,)))
-def test_java_and_the_model_keep_the_same_armed_intervals(harness, scenario):
-    # Every record decoded: no user is armed for all time, the intervals decide alone.
-    same_line_by_line(harness, scenario, False)
-
-
-def same_line_by_line(harness, scenario, any_start):
     config = filter_settings(Engine(RULE_SETS[scenario.rules]), scenario.idle_fire_after_ms)
     if any_start:
         config = config._replace(start_types=None)  # a silence any event may start
@@ -125,7 +114,7 @@ def test_the_harness_sees_what_the_filter_does(harness):
     config = filter_settings(Engine(RULE_SETS["mixed"]), 800)
     lines = harness(
         [
-            "filter\t25\ta,b,c\tb\t100\t25\t25",
+            "filter\t25\ta,b,c\tb\t100\t25",
             "time\t1234",
             "record\tuser-7\t1\tb\t0\ts",
             "record\tuser-7\t1\td\t10\ta1",

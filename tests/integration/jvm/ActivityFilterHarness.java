@@ -19,7 +19,7 @@ import org.apache.flink.types.Row;
 public final class ActivityFilterHarness {
 
     private static final class User {
-        long[] armed;
+        Long earliestStart;
         final Map<Long, Row> buckets = new HashMap<>();
     }
 
@@ -59,13 +59,13 @@ public final class ActivityFilterHarness {
                 }
 
                 @Override
-                public long[] armed() {
-                    return users.get(key).armed;
+                public Long earliestStart() {
+                    return users.get(key).earliestStart;
                 }
 
                 @Override
-                public void setArmed(long[] intervals) {
-                    users.get(key).armed = intervals;
+                public void setEarliestStart(long ts) {
+                    users.get(key).earliestStart = ts;
                 }
 
                 @Override
@@ -124,7 +124,6 @@ public final class ActivityFilterHarness {
         switch (command[0]) {
             case "filter" -> {
                 // filter <bucket ms> <filtered types> <start types, or *> <flush after> <spread>
-                //   <armed ms>
                 String[] starts = command[3].equals("*") ? null : list(command[3]);
                 filter =
                         new ActivityFilter(
@@ -132,8 +131,7 @@ public final class ActivityFilterHarness {
                                 list(command[2]),
                                 starts,
                                 Long.parseLong(command[4]),
-                                Long.parseLong(command[5]),
-                                Long.parseLong(command[6]));
+                                Long.parseLong(command[5]));
                 users = new HashMap<>();
                 eventTimers = new TreeSet<>();
                 processingTimers = new TreeSet<>();

@@ -123,15 +123,14 @@ def record_of(event: Event, decoded: bool) -> Record:
 
 
 @st.composite
-def scenarios(draw, users=("u1", "u2"), decoded=(True, True, True, False)) -> Scenario:
-    """`decoded`: the flags records draw from (an undecoded record arms a user for all time)."""
+def scenarios(draw, users=("u1", "u2")) -> Scenario:
     raw = draw(
         st.lists(
             st.tuples(
                 st.sampled_from(users),
                 st.integers(min_value=0, max_value=150),
                 st.sampled_from(["a", "b", "c", "d", "d", "d", "e", "e"]),
-                st.sampled_from(decoded),
+                st.sampled_from([True, True, True, False]),
             ),
             max_size=80,
         )

@@ -20,23 +20,22 @@ import org.apache.flink.types.Row;
  *
  * <p>Every record passes through unchanged except <em>activity</em>: events certainly valid
  * (decoded in SQL) whose type no rule's filters name, which matter only to silence rules, only by
- * their timestamp, and only while one of the user's silences is armed. The filter keeps per user
- * the times at which one may be armed: intervals [t, t + armedMs] (the largest gap) from each
- * event of a start type, widened by each on-time event inside one; an undecoded record (it may be
- * a start of any type, at any time) arms all time. Of the activity inside them the Python engine
- * needs, per bucket of {@code bucketMs} (the smallest silence gap), the earliest and the latest.
+ * their timestamp. Of those the Python engine needs, per user and bucket of {@code bucketMs} (the
+ * smallest silence gap), the earliest and the latest, and only after the user's earliest silence
+ * start: before any start no silence is armed.
  *
  * <ul>
- *   <li>Outside the intervals: the bucket's earliest and latest are held; intervals that come to
- *       cover one release it (it widens them in turn); the watermark passing one drops it (no
- *       start can arm a silence at it on time any more), so they are held for about the
+ *   <li>Before the user's earliest on-time start (an event of a start type, or any record the JVM
+ *       could not decode, which might be one): the bucket's earliest and latest are held; a start
+ *       at s releases those at or after s (on time, since s is); the watermark passing one drops
+ *       it (no start at or before it can come on time any more), so they are held for about the
  *       out-of-orderness bound only.
- *   <li>Inside: the record widens its interval, and a bucket's first activity, and any earlier
- *       than what was forwarded, goes at once. A later one is held as the bucket's pending latest
- *       (replacing an earlier pending one) until the watermark is about to pass it (an event-time
- *       timer at ts + 1 emits it just before the watermark goes downstream, so Python still sees
- *       it on time), or {@code flushAfterMs} of wall-clock time passed (so an idle input never
- *       strands it: Python's idle forcing waits longer).
+ *   <li>After it: a bucket's first activity, and any earlier than what was forwarded, goes at once.
+ *       A later one is held as the bucket's pending latest (replacing an earlier pending one) until
+ *       the watermark is about to pass it (an event-time timer at ts + 1 emits it just before the
+ *       watermark goes downstream, so Python still sees it on time), or {@code flushAfterMs} of
+ *       wall-clock time passed (so an idle input never strands it: Python's idle forcing waits
+ *       longer).
  *   <li>Late records (ts below the watermark) and everything else pass unchanged: Python decides.
  * </ul>
  *
@@ -62,7 +61,7 @@ public final class ActivityFilter implements Serializable {
     static final int FWD_MIN = 0; // earliest ts forwarded (null: none)
     static final int FWD_MAX = 1; // latest ts forwarded
     static final int PENDING = 2; // latest record not forwarded yet, ts > FWD_MAX
-    static final int PRE_FIRST = 3; // held outside the armed intervals
+    static final int PRE_FIRST = 3; // held before the earliest start
     static final int PRE_LAST = 4; // null while only one is held
     static final int ENTRY_FIELDS = 5;
     // (Fields are compared by value, never by identity: the heap backend copies state values
@@ -74,11 +73,9 @@ public final class ActivityFilter implements Serializable {
 
         long currentProcessingTime();
 
-        /** The user's armed intervals, flat and sorted: low, high, low, high... (null: none). */
-        long[] armed() throws Exception;
+        Long earliestStart() throws Exception;
 
-        /** Null or empty: none. */
-        void setArmed(long[] intervals) throws Exception;
+        void setEarliestStart(long ts) throws Exception;
 
         /** The bucket's entry, null if none (the caller puts it back after changing it). */
         Row bucket(long bucket) throws Exception;
@@ -107,15 +104,13 @@ public final class ActivityFilter implements Serializable {
     private final Set<String> startTypes; // null: any event may start a silence
     private final long flushAfterMs; // 0: only the watermark releases a pending latest
     private final long bucketEndSpreadMs; // 1: every user's bucket ends at the same instant
-    private final long armedMs; // the largest silence gap
 
     public ActivityFilter(
             long bucketMs,
             String[] filteredTypes,
             String[] startTypes,
             long flushAfterMs,
-            long bucketEndSpreadMs,
-            long armedMs) {
+            long bucketEndSpreadMs) {
         if (bucketMs <= 0) {
             throw new IllegalArgumentException("bucketMs must be positive: " + bucketMs);
         }
@@ -124,7 +119,6 @@ public final class ActivityFilter implements Serializable {
         this.startTypes = startTypes == null ? null : new HashSet<>(Arrays.asList(startTypes));
         this.flushAfterMs = Math.max(0, flushAfterMs);
         this.bucketEndSpreadMs = Math.max(1, bucketEndSpreadMs);
-        this.armedMs = armedMs;
     }
 
     /** The user's delay of bucket ends: CRC-32 of the UTF-8 user id, in [0, spreadMs). */
@@ -142,12 +136,11 @@ public final class ActivityFilter implements Serializable {
     public void processElement(Row record, Host host) throws Exception {
         Row payload = (Row) record.getField(1);
         long watermark = host.currentWatermark();
-        long[] armed = startTypes == null ? null : forgetPassed(host, watermark);
         if (!Boolean.TRUE.equals(payload.getField(DECODED))) {
             // Python decodes it; it may be a start of any type, at any time.
             host.emit(record);
             if (startTypes != null) {
-                arm(armed, Long.MIN_VALUE, Long.MAX_VALUE, host);
+                started(Long.MIN_VALUE, watermark, host);
             }
             return;
         }
@@ -155,10 +148,8 @@ public final class ActivityFilter implements Serializable {
         long ts = (Long) payload.getField(TS);
         if (filteredTypes.contains(type)) {
             host.emit(record);
-            if (startTypes != null
-                    && ts >= watermark
-                    && (startTypes.contains(type) || covered(armed, ts))) {
-                arm(armed, ts, ts + armedMs, host);
+            if (startTypes != null && ts >= watermark && startTypes.contains(type)) {
+                started(ts, watermark, host);
             }
             return;
         }
@@ -167,121 +158,47 @@ public final class ActivityFilter implements Serializable {
             return;
         }
         if (startTypes != null) {
-            if (!covered(armed, ts)) {
-                holdUnarmed(record, ts, host);
+            Long start = host.earliestStart();
+            if (start == null || ts < start) {
+                holdBeforeStart(record, ts, host);
                 return;
             }
-            arm(armed, ts, ts + armedMs, host);
         }
         arrive(record, ts, host);
     }
 
-    /**
-     * [low, high] joins the user's intervals; held activity they cover now is released (widening
-     * them in turn), in bucket order.
-     */
-    private void arm(long[] armed, long low, long high, Host host) throws Exception {
-        long[] current = merge(armed, low, high);
-        if (current == null) {
+    /** An on-time start at {@code ts}: activity held from {@code ts} on is released. */
+    private void started(long ts, long watermark, Host host) throws Exception {
+        Long start = host.earliestStart();
+        if (start != null && start <= ts) {
             return;
         }
-        long watermark = host.currentWatermark(); // held records below it: not on time now
+        host.setEarliestStart(ts);
+        long from = Math.max(ts, watermark); // held records below the watermark: not on time now
         for (Long bucket : keys(host)) {
             Row entry = host.bucket(bucket);
             Row first = (Row) entry.getField(PRE_FIRST);
-            if (first == null) {
-                continue;
-            }
             Row last = (Row) entry.getField(PRE_LAST);
-            boolean firstGoes = tsOf(first) >= watermark && covered(current, tsOf(first));
-            if (firstGoes) { // it widens the intervals: the latest is covered now (bucket <= gap)
-                current = widen(current, tsOf(first));
-            }
-            boolean lastGoes =
-                    last != null && tsOf(last) >= watermark && covered(current, tsOf(last));
-            if (!firstGoes && !lastGoes) {
+            if (first == null || tsOf(latest(first, last)) < from) {
                 continue;
             }
-            // What stays held: the earliest, if a start before it may still release it.
-            if (firstGoes) {
-                entry.setField(PRE_FIRST, lastGoes ? null : last);
-            }
+            boolean firstToo = tsOf(first) >= from;
+            // What stays held: the earliest, if an earlier start may still release it.
+            entry.setField(PRE_FIRST, firstToo ? null : first);
             entry.setField(PRE_LAST, null);
             host.putBucket(bucket, entry);
-            if (firstGoes) {
+            if (firstToo) {
                 host.held(-1);
                 arrive(first, tsOf(first), host);
             }
-            if (lastGoes) {
-                current = widen(current, tsOf(last));
+            if (last != null) {
                 host.held(-1);
                 arrive(last, tsOf(last), host);
             }
         }
-        host.setArmed(current);
     }
 
-    private long[] widen(long[] armed, long ts) {
-        long[] merged = merge(armed, ts, ts + armedMs);
-        return merged == null ? armed : merged;
-    }
-
-    /** The user's intervals without those the watermark passed (they cover nothing on time). */
-    private static long[] forgetPassed(Host host, long watermark) throws Exception {
-        long[] armed = host.armed();
-        if (armed == null || armed[1] >= watermark) {
-            return armed;
-        }
-        int from = 0;
-        while (from < armed.length && armed[from + 1] < watermark) {
-            from += 2;
-        }
-        long[] kept = from == armed.length ? null : Arrays.copyOfRange(armed, from, armed.length);
-        host.setArmed(kept);
-        return kept;
-    }
-
-    static boolean covered(long[] armed, long ts) {
-        if (armed != null) {
-            for (int i = 0; i < armed.length; i += 2) {
-                if (armed[i] <= ts && ts <= armed[i + 1]) {
-                    return true;
-                }
-            }
-        }
-        return false;
-    }
-
-    /** The intervals with [low, high] joined, sorted and disjoint; null if it adds nothing. */
-    static long[] merge(long[] armed, long low, long high) {
-        int n = armed == null ? 0 : armed.length;
-        for (int i = 0; i < n; i += 2) {
-            if (armed[i] <= low && high <= armed[i + 1]) {
-                return null;
-            }
-        }
-        long[][] all = new long[n / 2 + 1][];
-        for (int i = 0; i < n; i += 2) {
-            all[i / 2] = new long[] {armed[i], armed[i + 1]};
-        }
-        all[n / 2] = new long[] {low, high};
-        Arrays.sort(
-                all,
-                (a, b) -> a[0] != b[0] ? Long.compare(a[0], b[0]) : Long.compare(a[1], b[1]));
-        long[] out = new long[all.length * 2];
-        int size = 0;
-        for (long[] interval : all) {
-            if (size > 0 && interval[0] <= out[size - 1]) {
-                out[size - 1] = Math.max(out[size - 1], interval[1]);
-            } else {
-                out[size++] = interval[0];
-                out[size++] = interval[1];
-            }
-        }
-        return Arrays.copyOf(out, size);
-    }
-
-    private void holdUnarmed(Row record, long ts, Host host) throws Exception {
+    private void holdBeforeStart(Row record, long ts, Host host) throws Exception {
         long bucket = Math.floorDiv(ts, bucketMs);
         Row entry = entry(bucket, host);
         Row first = (Row) entry.getField(PRE_FIRST);
@@ -309,7 +226,7 @@ public final class ActivityFilter implements Serializable {
         host.registerEventTimeTimer(ts + 1); // dropped once the watermark passes it
     }
 
-    /** An on-time activity record inside an armed interval (or with no start filter). */
+    /** An on-time activity record after the user's earliest start (or with no start filter). */
     private void arrive(Row record, long ts, Host host) throws Exception {
         long bucket = Math.floorDiv(ts, bucketMs);
         Row entry = entry(bucket, host);
@@ -352,9 +269,6 @@ public final class ActivityFilter implements Serializable {
 
     /** A timer of this user at {@code timestamp}: event time, or processing time (the flush). */
     public void onTimer(long timestamp, boolean eventTime, Host host) throws Exception {
-        if (eventTime) {
-            forgetPassed(host, timestamp);
-        }
         for (Long bucket : keys(host)) {
             Row entry = host.bucket(bucket);
             Row pending = (Row) entry.getField(PENDING);
@@ -368,7 +282,7 @@ public final class ActivityFilter implements Serializable {
             }
             Row first = (Row) entry.getField(PRE_FIRST);
             if (eventTime && first != null) {
-                // The watermark passed these: no start can arm a silence at them on time now.
+                // The watermark passed these: no start at or before them can come on time now.
                 Row last = (Row) entry.getField(PRE_LAST);
                 if (tsOf(latest(first, last)) < timestamp) {
                     discard(host);

@@ -6,7 +6,6 @@ import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.metrics.Counter;
@@ -33,7 +32,7 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
     private final long stateTtlMs;
     private final TypeInformation<Row> recordType;
 
-    private transient ValueState<long[]> armed;
+    private transient ValueState<Long> earliestStart;
     private transient MapState<Long, Row> buckets;
     private transient Counter skipped;
     private transient Counter held;
@@ -46,16 +45,10 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
             long flushAfterMs,
             long stateTtlMs,
             long bucketEndSpreadMs,
-            long armedMs,
             TypeInformation<Row> recordType) {
         this.filter =
                 new ActivityFilter(
-                        bucketMs,
-                        filteredTypes,
-                        startTypes,
-                        flushAfterMs,
-                        bucketEndSpreadMs,
-                        armedMs);
+                        bucketMs, filteredTypes, startTypes, flushAfterMs, bucketEndSpreadMs);
         this.stateTtlMs = stateTtlMs;
         this.recordType = recordType;
     }
@@ -69,11 +62,9 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
                         .disableCleanupInBackground()
                         .cleanupFullSnapshot()
                         .build();
-        ValueStateDescriptor<long[]> intervals =
-                new ValueStateDescriptor<>(
-                        "armed-intervals", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO);
-        intervals.enableTimeToLive(ttl);
-        armed = getRuntimeContext().getState(intervals);
+        ValueStateDescriptor<Long> start = new ValueStateDescriptor<>("earliest-start", Types.LONG);
+        start.enableTimeToLive(ttl);
+        earliestStart = getRuntimeContext().getState(start);
         TypeInformation<Row> entry =
                 Types.ROW(Types.LONG, Types.LONG, recordType, recordType, recordType);
         MapStateDescriptor<Long, Row> bucketsDescriptor =
@@ -118,17 +109,13 @@ public class CollapseActivity extends KeyedProcessFunction<Row, Row, Row> {
         }
 
         @Override
-        public long[] armed() throws Exception {
-            return armed.value();
+        public Long earliestStart() throws Exception {
+            return earliestStart.value();
         }
 
         @Override
-        public void setArmed(long[] intervals) throws Exception {
-            if (intervals == null || intervals.length == 0) {
-                armed.clear();
-            } else {
-                armed.update(intervals);
-            }
+        public void setEarliestStart(long ts) throws Exception {
+            earliestStart.update(ts);
         }
 
         @Override
