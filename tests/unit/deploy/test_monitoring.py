@@ -1,6 +1,7 @@
 """deploy/monitoring: the alert rules pass `promtool check` and their own `promtool test rules`; the
-Grafana dashboard is well formed, every query parses as PromQL (promtool, as recording rules), and
-every `moments_deliver_*` series it or an alert reads is one `moments deliver` exports."""
+Grafana dashboard is well formed, every field of it is one Grafana's schema knows, every query
+parses as PromQL (promtool, as recording rules), and every `moments_deliver_*` series it or an
+alert reads is one `moments deliver` exports."""
 
 from __future__ import annotations
 
@@ -103,3 +104,44 @@ def test_every_delivery_series_read_is_exported():
     missing = {name for name in read if name not in exported}
     assert not missing, f"dashboard or alerts read series the job does not export: {missing}"
     assert {"moments_deliver_delivered_total", "moments_deliver_consumer_lag"} <= read
+
+
+def _fields_lost(ours, back, path: str = "") -> list[str]:
+    """Paths of `ours` missing from `back` (what the round trip dropped)."""
+    if isinstance(ours, dict):
+        if not isinstance(back, dict):
+            return [path]
+        return [
+            lost
+            for key, value in ours.items()
+            for lost in (
+                [f"{path}/{key}"]
+                if key not in back
+                else _fields_lost(value, back[key], f"{path}/{key}")
+            )
+        ]
+    if isinstance(ours, list) and isinstance(back, list) and len(ours) == len(back):
+        return [
+            lost
+            for i, pair in enumerate(zip(ours, back, strict=True))
+            for lost in _fields_lost(*pair, f"{path}[{i}]")
+        ]
+    return []
+
+
+def test_every_dashboard_field_is_one_grafanas_schema_knows():
+    # The Grafana Foundation SDK's models are generated from Grafana's dashboard schema and keep
+    # only the fields it defines: a misspelled or invented field (gridpos, unitt) is dropped.
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    board = dashboard()
+    back = json.loads(
+        json.dumps(Dashboard.from_json(board).to_json(), default=lambda o: o.to_json())
+    )
+    assert _fields_lost(board, back) == []
+    broken = json.loads(json.dumps(board))
+    broken["panels"][1]["gridpos"] = broken["panels"][1].pop("gridPos")
+    back = json.loads(
+        json.dumps(Dashboard.from_json(broken).to_json(), default=lambda o: o.to_json())
+    )
+    assert _fields_lost(broken, back) == ["/panels[1]/gridpos"]  # the check can fail
