@@ -151,10 +151,7 @@ class ProfilePrefetcher:
         deadline = self._clock() + self.timeout_s
         self._inflight[user_id] = deadline
         self._queue.append((user_id, deadline))
-        # A worker waits for the first request, or lingers until the batch is full: only those
-        # wake one (a wakeup per request would cost the operator's thread a GIL switch each).
-        if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
-            self._lock.notify()
+        self._lock.notify()
 
     def _store(self, user_id: str, result: LookupResult) -> None:
         self.cache.put(user_id, result)
