@@ -94,12 +94,11 @@ class RateLimiter:
         `requests` before it; an unanswered one counts as answered at its start plus
         `in_flight_s`, so ask again sooner if it may be answered meanwhile."""
         with self._lock:
-            latest = float("-inf")
-            for seq, (start, answered) in self._sends.items():
-                if seq <= slot.seq - self.limit.requests:
-                    latest = max(
-                        latest, answered if answered is not None else start + self.in_flight_s
-                    )
+            latest = max(
+                (self._done_at(send) for seq, send in self._sends.items()
+                 if seq <= slot.seq - self.limit.requests),
+                default=float("-inf"),
+            )  # fmt: skip
             return max(0.0, latest + self.limit.period_s - self._clock())
 
     def answered(self, slot: Slot) -> None:
@@ -111,13 +110,17 @@ class RateLimiter:
 
     def _forget(self, now: float) -> None:
         """Drop answers a period old: they hold back no send from now on."""
-        period, flight = self.limit.period_s, self.in_flight_s
+        period = self.limit.period_s
         for seq in [
-            seq
-            for seq, (start, answered) in self._sends.items()
-            if (answered if answered is not None else start + flight) + period <= now
+            seq for seq, send in self._sends.items() if self._done_at(send) + period <= now
         ]:
             del self._sends[seq]
+
+    def _done_at(self, send: list) -> float:
+        """When a send's request was at the vendor at the latest: its answer, else its start
+        plus `in_flight_s`."""
+        start, answered = send
+        return answered if answered is not None else start + self.in_flight_s
 
     def pause(self, seconds: float) -> None:
         """No request may start within `seconds` from now (the vendor said it is rate limited)."""
