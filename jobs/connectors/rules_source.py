@@ -2,10 +2,12 @@
 offset, key and value as text, broadcast to every subtask of the detect operator, whose broadcast
 state keeps the versions received (jobs/operators/detect_versions.py).
 
-Its watermark must never hold event time back (the detect operator's is the minimum of its two
-inputs'): each record's rowtime is the largest TIMESTAMP_LTZ, so once a record was read the input
-stays at the end of time, and while it is idle (no record yet, or none for
-table.exec.source.idle-timeout) it does not count at all.
+The rules input must neither hold event time back nor carry it on (the detect operator's
+watermark is the minimum of its active inputs'). So it has no watermark of its own: it is marked
+idle a moment after each record (RULES_IDLE_MS), and an idle input does not count. It must not
+carry a watermark at the end of time either: while the events source is idle (none of its
+partitions has a record for --source-idle-timeout), that would become the operator's watermark
+and the events after the pause would all be late.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 from jobs import flink_compat
 from jobs.connectors.sql import sql_string
 
-# 9999-12-31T23:59:59.999Z, the largest TIMESTAMP_LTZ(3): far after any event time.
-END_OF_TIME_MS = 253_402_300_799_999
+# How soon after a rules record the input is idle again (checked every auto-watermark interval;
+# until then, and at start, it holds the operator's watermark where it is).
+RULES_IDLE_MS = 1
 
 
 def rules_table_ddl(config, table: str = "rules_raw") -> str:
@@ -36,9 +39,7 @@ CREATE TEMPORARY TABLE {table} (
   `record_key` STRING,
   `record_value` STRING,
   `partition` INT METADATA VIRTUAL,
-  `offset` BIGINT METADATA VIRTUAL,
-  `rt` AS TO_TIMESTAMP_LTZ(CAST({END_OF_TIME_MS} AS BIGINT), 3),
-  WATERMARK FOR `rt` AS `rt`
+  `offset` BIGINT METADATA VIRTUAL
 ) WITH (
   {with_clause}
 )"""
@@ -56,10 +57,14 @@ def rules_row_type():
 def rules_broadcast(t_env, config):
     """The rules topic's records as Row(record_key, record_value, partition, offset), broadcast
     with the detect operator's state descriptor."""
+    from pyflink.common import Duration, WatermarkStrategy
+
     from jobs.operators.detect_versions import RULES_STATE
 
     t_env.execute_sql(rules_table_ddl(config))
     query = "SELECT `record_key`, `record_value`, `partition`, `offset` FROM rules_raw"
     stream = t_env.to_data_stream(t_env.sql_query(query))
     flink_compat.set_output_type(stream, rules_row_type())
+    idle = WatermarkStrategy.no_watermarks().with_idleness(Duration.of_millis(RULES_IDLE_MS))
+    stream = stream.assign_timestamps_and_watermarks(idle).name("rules-idle").uid("rules-idle")
     return stream.broadcast(RULES_STATE)

@@ -3,11 +3,13 @@ removed and added rules; an explicit effective_from in the middle of the events)
 the job runs, an invalid v3 rejected on the status topic. The actions equal those of `moments
 backtest --rules-history` over the same records: 0 missing, 0 extra, compared without
 `detected_at`; every action carries its rules_version. The rules input never holds event time
-back: deadlines (silence, absence) fire while it is idle."""
+back (deadlines such as silence and absence fire while it is idle) and never carries it on: a
+rules record read while the events source is idle leaves the events after the pause on time."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
@@ -25,6 +27,8 @@ from tests.integration.detect_kafka import (
 
 pytestmark = pytest.mark.integration
 BOUND_MS = 2_000
+# The events source goes idle this long after its last record; the test pauses past it.
+IDLE_TIMEOUT_MS = 1_000
 
 # v2 against detect_data's v1: quick_add kept; login_trouble kept with another action;
 # cart_silence changed (gap); no_checkout and big_spender removed; page_burst added (it reads
@@ -141,7 +145,7 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
             "--suppressed-topic", topics["suppressed"], "--outcomes-topic", topics["outcomes"],
             "--group-id", f"live-{topics['events']}", "--starting-offsets", "earliest",
             "--max-out-of-orderness", "2s", "--idle-fire-after", "off",
-            "--checkpoint-interval", "2s",
+            "--checkpoint-interval", "2s", "--source-idle-timeout", f"{IDLE_TIMEOUT_MS}ms",
         ],
         directory / "kafka-job.log",
     )  # fmt: skip
@@ -161,6 +165,10 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
             >= {"cart_silence", "no_checkout"},
             timeout=60, interval=0.5, message="deadline actions of phase 1",
         )  # fmt: skip
+        # The events source goes idle; a rules record read meanwhile must not carry event time
+        # on (before the fix, the rules input's watermark became the operator's and phase 2
+        # was late). The pause is the scenario, not a wait for a condition.
+        time.sleep(IDLE_TIMEOUT_MS * 4 / 1000)
         invalid = json.loads(v2) | {"version": "v3", "effective_from": switch_at + 1}
         invalid["rules"]["rules"][0]["pattern"]["within"] = "soon"
         _publish_raw(kafka_bootstrap, topics["rules"], json.dumps(invalid))
