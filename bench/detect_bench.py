@@ -11,6 +11,9 @@ dead-lettered or called late every record it was given). Layouts:
   design:python     DESIGN.md's four rules (a silence rule: nothing can be skipped), all in Python
   nosilence:python  the three other rules, every record decoded in Python
   nosilence:jvm     the same rules, valid events no rule reads dropped in Flink SQL first
+  design:topic      live rules: the same file as the initial version of --rules-topic (an empty
+                    topic), so the JVM filters are off
+  design:scope      the same, with --rules-scope naming the same rules: the filters are back on
   design:jvm:inline a third part: that enrichment layout (inline, sync, async) with the CRM of
                     CRM_DSN or the local one (without it: no CRM)
 """
@@ -92,7 +95,10 @@ def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> 
     rules_name, where, *crm = layout.split(":")
     rules = workdir / f"{rules_name}.yaml"
     rules.write_text(rules_text(rules_name))
-    outputs = create_topics(args.admin, "bench", {"actions": 2, "dlq": 1, "late": 1})
+    roles = {"actions": 2, "dlq": 1, "late": 1}
+    if where in ("topic", "scope"):
+        roles |= {"rules": 1, "status": 1}
+    outputs = create_topics(args.admin, "bench", roles)
     job_args = [
         "--rules", str(rules), "--bootstrap-servers", args.bootstrap, "--events-topic", topic,
         "--actions-topic", outputs["actions"], "--dlq-topic", outputs["dlq"],
@@ -105,6 +111,10 @@ def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> 
     ]  # fmt: skip
     if where == "python":
         job_args.append("--no-jvm-prefilter")
+    if where in ("topic", "scope"):
+        job_args += ["--rules-topic", outputs["rules"], "--rules-status-topic", outputs["status"]]
+    if where == "scope":
+        job_args += ["--rules-scope", str(rules)]
     # A third part names an enrichment layout, with the CRM of CRM_DSN (or the local one).
     os.environ["CRM_BACKEND"] = "postgres" if crm else "none"
     os.environ.setdefault("CRM_DSN", LOCAL_CRM_DSN)

@@ -86,6 +86,10 @@ class RunningJob:
         jobs = [j for j in self._get("/jobs")["jobs"] if j["status"] == "RUNNING"]
         return jobs[0]["id"] if jobs else None
 
+    def vertex_names(self) -> list[str]:
+        """The names of the running job's vertices (chained operators joined by Flink)."""
+        return [vertex["name"] for vertex in self._get(f"/jobs/{self.job_id()}")["vertices"]]
+
     def metrics(self) -> dict[str, float]:
         """Every user metric of the job summed over subtasks, e.g. {"detect.events_in": 12}."""
         return self.metrics_matching(("decode.", "detect.", "enrich.", "activity."))

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from schemas.rules import RuleError, RuleFileError, RuleSet, parse_rules
 from schemas.rules_record import RULES_KEY, RulesRecord, effective_schedule, parse_record_bytes
 from udfs.rules_history import RulesHistory
+from udfs.rules_scope import RulesScope
 
 #: The version name of the `--rules FILE` a job starts with, in force from the start.
 INITIAL_VERSION = "initial"
@@ -40,11 +41,12 @@ def entry_key(partition: int, offset: int) -> str:
 class LiveRules:
     """The versions of a job: `initial` (the --rules file, None without one) and the entries."""
 
-    def __init__(self, initial: RuleSet | None, activity: bool = False):
+    def __init__(self, initial: RuleSet | None, scope: RulesScope | None = None):
         self.initial = initial
-        # Activity (udfs/engine.py) is classified by the versions known when an event arrives;
-        # a version received later may read a type summarised as activity before: off by default.
-        self.activity = activity
+        # Activity (udfs/engine.py) classified by the versions known when an event arrives could
+        # hide a type a version received later reads: only a scope (udfs/rules_scope.py), which
+        # every version is held to, makes it safe.
+        self.scope = scope
 
     def records(self, entries: Iterable[tuple[str, str]]) -> list[RulesRecord]:
         records = []
@@ -61,7 +63,7 @@ class LiveRules:
     def history(self, entries: Iterable[tuple[str, str]]) -> RulesHistory:
         """The RulesHistory the entries make (the initial version alone when there are none)."""
         schedule = effective_schedule(self.records(entries), "<broadcast state>")
-        return RulesHistory(schedule, activity=self.activity)
+        return RulesHistory(schedule, activity=self.scope is not None, scope=self.scope)
 
     def receive(
         self,
@@ -78,6 +80,8 @@ class LiveRules:
             return Received(None, {**status, "status": "duplicate"})
         try:
             record = _record(record_key, raw, key)
+            if self.scope is not None and (problems := self.scope.problems(record.rules)):
+                raise RuleFileError(key, problems)
             status["version"], status["effective_from"] = record.version, record.effective_from
             applied_from = self.applied_from(entries, record.effective_from, watermark)
             value = {"version": record.version, "applied_from": applied_from}

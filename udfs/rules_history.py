@@ -35,6 +35,7 @@ from udfs.campaign.goals import GoalResult, Goals
 from udfs.campaign.step import OUTCOME, CampaignStep
 from udfs.engine import Engine, UserState
 from udfs.model import Fire
+from udfs.rules_scope import RulesScope
 
 
 class HistoryGoals(Goals):
@@ -68,9 +69,16 @@ class RulesHistory:
     """The versions of an effective schedule (schemas/rules_record.py:effective_schedule), with
     the Engine's entry points (`accept`, `advance`, `wakeup`, `due`, activity) for a host."""
 
-    def __init__(self, schedule: list[ScheduledVersion], activity: bool = True):
+    def __init__(
+        self,
+        schedule: list[ScheduledVersion],
+        activity: bool = True,
+        scope: RulesScope | None = None,
+    ):
         """`activity=False`: no event is activity (every one buffered and matched), for a host
-        whose history grows while events arrive (udfs/live_rules.py)."""
+        whose history grows while events arrive (udfs/live_rules.py); with a `scope`
+        (udfs/rules_scope.py, which every version fits), activity is what the scope makes it."""
+
         if not schedule or schedule[0].since != float("-inf"):
             raise ValueError("a schedule starts with a version in force from -inf")
         self.starts: list[float] = [version.since for version in schedule]
@@ -82,7 +90,7 @@ class RulesHistory:
             engine = Engine(version.rules)
             engine.goals = goals = HistoryGoals(engine.rules, version.since, goals)
             self.engines.append(engine)
-        self._share_activity(activity)
+        self._share_activity(activity, scope)
         self.rollout = _Rollouts(self.engines)
         latest: dict[str, Rule] = {}
         for engine in self.engines:
@@ -90,7 +98,7 @@ class RulesHistory:
         self.rules: list[Rule] = list(latest.values())
         self.by_id = latest
 
-    def _share_activity(self, activity: bool) -> None:
+    def _share_activity(self, activity: bool, scope: RulesScope | None) -> None:
         """Activity (udfs/engine.py) is kept in each user's state across switches, so every
         version must agree on it: an event is activity when no version's filters can match it,
         in buckets of the smallest silence gap of any version; off when some version has a
@@ -105,9 +113,12 @@ class RulesHistory:
                     break
                 types |= read
         filtered = frozenset(types) if activity and gaps and types is not None else None
+        bucket = min(gaps) if filtered is not None else None
+        if scope is not None and activity:
+            filtered, bucket = scope.engine.filtered_types, scope.engine.activity_bucket_ms
         for engine in self.engines:
             engine.filtered_types = filtered
-            engine.activity_bucket_ms = min(gaps) if filtered is not None else None
+            engine.activity_bucket_ms = bucket
         first = self.engines[0]
         self.filtered_types = first.filtered_types
         self.activity_bucket_ms = first.activity_bucket_ms

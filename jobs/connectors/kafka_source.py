@@ -89,10 +89,12 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config):
 
     t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
     t_env.execute_sql(kafka_events_table_ddl(config))
-    engine = Engine(config.rules)
+    scope = config.rules_scope
+    engine = Engine(config.rules if scope is None else scope)
     # Live rules: a version received later may read any type from its T on, so nothing is
-    # filtered for the versions known now (README "Changing rules while the job runs").
-    filters = config.jvm_prefilter and not config.rules_topic
+    # filtered for the versions known now, unless a scope bounds every version (README "Changing
+    # rules while the job runs"); the filters are then the scope's.
+    filters = config.jvm_prefilter and (not config.rules_topic or scope is not None)
     read_types = engine.event_types_read() if filters else None
     query = keyed_records_query(read_types, max_future_ms=config.max_future_ms)
     stream = t_env.to_data_stream(t_env.sql_query(query))

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.connectors.brokers import check_bootstrap
+from jobs.options import duration_ms
+from schemas.rules import RuleFileError, RuleSet, load_rules
 
 
 def existing_files(value: Any) -> Any:
@@ -47,3 +49,32 @@ def key_values(options: tuple[str, ...]) -> tuple[str, ...]:
         if not sep or not key.strip():
             raise ValueError(f"{item!r}: expected KEY=VALUE")
     return options
+
+
+def rules_file(value: Any, handler) -> Any:
+    """A rules file's path, loaded and validated (a wrap validator: `handler` checks the rules)."""
+    if isinstance(value, str | Path):
+        try:
+            value = load_rules(Path(value))
+        except RuleFileError as error:
+            raise ValueError(f"{value}: {error}") from None
+    # Validated as list[Rule] the rules become a plain list: keep the file's `limits` with them.
+    return None if value is None else RuleSet(handler(value), getattr(value, "limits", None))
+
+
+def idle(value: Any) -> Any:
+    """A duration, or None for off / 0 / none."""
+    if isinstance(value, str) and value.strip().lower() in ("off", "0", "none"):
+        return None
+    return duration_ms(value)
+
+
+def within_scope(rules, scope, rules_topic: str | None) -> None:
+    """--rules-scope goes with --rules-topic, and the --rules file (the initial version) fits it."""
+    from udfs.rules_scope import RulesScope
+
+    if rules_topic is None:
+        raise ValueError("--rules-scope goes with --rules-topic (the versions it bounds)")
+    problems = RulesScope(scope).problems(rules)
+    if problems:
+        raise ValueError("--rules: " + "; ".join(str(problem) for problem in problems))

@@ -15,8 +15,8 @@ from pydantic import BeforeValidator, WrapValidator, field_validator, model_vali
 
 from jobs import settings
 from jobs.detection import checks
-from jobs.options import Millis, MillisOrOff, Options, OptionsError, duration_ms, load, option
-from schemas.rules import Rule, RuleFileError, RuleSet, load_rules
+from jobs.options import Millis, MillisOrOff, Options, OptionsError, load, option
+from schemas.rules import Rule, RuleSet
 from udfs.crm import CrmConfigError, CrmSettings, from_env
 from udfs.crm.factory import with_profiles_file
 from udfs.decode import DEFAULT_MAX_FUTURE_MS
@@ -30,26 +30,10 @@ TIMING = "event time"
 RUNTIME = "runtime"
 
 
-def _rules_file(value: Any, handler) -> Any:
-    if isinstance(value, str | Path):
-        try:
-            value = load_rules(Path(value))
-        except RuleFileError as error:
-            raise ValueError(f"{value}: {error}") from None
-    # Validated as list[Rule] the rules become a plain list: keep the file's `limits` with them.
-    return None if value is None else RuleSet(handler(value), getattr(value, "limits", None))
-
-
-def _idle(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() in ("off", "0", "none"):
-        return None
-    return duration_ms(value)
-
-
 class DetectConfig(Options):
     """The detection job's options; `from_args` builds it, and it is passed down to the job."""
 
-    rules: Annotated[list[Rule], WrapValidator(_rules_file)] = option(
+    rules: Annotated[list[Rule], WrapValidator(checks.rules_file)] = option(
         None, "the rules file (required without --rules-topic)", metavar="RULES.yaml", repr=False
     )
     events_path: Path | None = option(
@@ -91,9 +75,18 @@ class DetectConfig(Options):
     rules_topic: str | None = option(
         None,
         "live rules: versions from this compacted topic (moments rules publish), each from its "
-        "effective_from; without --rules the first is the initial one; JVM filters off",
+        "effective_from; without --rules the first is the initial one; JVM filters off "
+        "unless --rules-scope",
         metavar="TOPIC",
         group=KAFKA,
+    )
+    rules_scope: Annotated[list[Rule] | None, WrapValidator(checks.rules_file)] = option(
+        None,
+        "with --rules-topic: a rules file naming every event type and silence the versions may "
+        "use; the JVM filters are built from it and a version reading beyond it is rejected",
+        metavar="SCOPE.yaml",
+        group=KAFKA,
+        repr=False,
     )
     rules_status_topic: str = option(
         settings.RULES_STATUS_TOPIC, "with --rules-topic: versions applied or rejected", group=KAFKA
@@ -143,7 +136,7 @@ class DetectConfig(Options):
         group=TIMING,
         ge=0,
     )
-    idle_fire_after_ms: Annotated[int | None, BeforeValidator(_idle)] = option(
+    idle_fire_after_ms: Annotated[int | None, BeforeValidator(checks.idle)] = option(
         None,
         "fire pending deadlines after this much wall-clock idleness "
         "(default 5s in Kafka mode, off in file mode; 'off' disables)",
@@ -275,6 +268,8 @@ class DetectConfig(Options):
             raise ValueError("--rules is required (or --rules-topic, in Kafka mode)")
         if self.rules_topic is not None and self.events_path is not None:
             raise ValueError("--rules-topic needs Kafka (--bootstrap-servers), not --events")
+        if self.rules_scope is not None:
+            checks.within_scope(self.rules, self.rules_scope, self.rules_topic)
         if self.rules_topic and self.crm.backend != "none" and self.enrichment_layout != "inline":
             raise ValueError("--rules-topic with a CRM needs --enrichment-layout inline")
         if self.delivery == "exactly-once" and self.checkpoint_interval_ms == 0:

@@ -44,7 +44,8 @@ def live_rules(t_env, config: DetectConfig, keyed, detector):
     from jobs.operators.detect_versions import DetectVersions
 
     initial = config.rules or None  # an empty rules file is no initial version
-    return keyed.connect(rules_broadcast(t_env, config)), DetectVersions(detector, initial)
+    operator = DetectVersions(detector, initial, config.rules_scope)
+    return keyed.connect(rules_broadcast(t_env, config)), operator
 
 
 def file_keyed_events(env, config: DetectConfig):

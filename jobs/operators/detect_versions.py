@@ -21,8 +21,10 @@ from pyflink.datastream.state import MapStateDescriptor
 
 from jobs import flink_compat
 from jobs.operators.rows import KIND_RULES_STATUS
+from udfs.host import spread_bucket_ends
 from udfs.live_rules import APPLIED, LiveRules, entry_key
 from udfs.rules_history import HistoryCampaignStep
+from udfs.rules_scope import RulesScope
 
 RULES_STATE = MapStateDescriptor("rules-versions", Types.STRING(), Types.STRING())
 log = logging.getLogger(__name__)
@@ -42,26 +44,30 @@ class RuleCounters(dict):
 
 class DetectVersions(KeyedBroadcastProcessFunction):
     """`detector` (a DetectMoments) run over the versions of the rules topic; `initial`: the
-    --rules file's rules, in force from the start (None: the first version received is)."""
+    --rules file's rules, in force from the start (None: the first version received is);
+    `scope`: the --rules-scope rules (udfs/rules_scope.py), or None."""
 
-    def __init__(self, detector, initial):
+    def __init__(self, detector, initial, scope=None):
         self.detector = detector
         self.initial = initial
+        self.scope = scope
 
     def open(self, runtime_context) -> None:
         from jobs.operators.campaign import CampaignOperator
 
         detector = self.detector
         detector.open(runtime_context)
-        # Every event is matched as the engine reads it (udfs/live_rules.py): no activity buckets.
-        detector.host.activity_delay = None
+        # Activity buckets only as a scope makes them (udfs/live_rules.py), as the JVM filter
+        # built from the same scope does; without one every event is matched as read.
+        scope = None if self.scope is None else RulesScope(self.scope)
+        detector.host.activity_delay = None if scope is None else spread_bucket_ends(scope.engine)
         metrics = runtime_context.get_metrics_group()
         detector.actions = RuleCounters(metrics)
         rules_metrics = metrics.add_group("rules")
         self.applied = rules_metrics.counter("versions_applied")
         self.rejected = rules_metrics.counter("versions_rejected")
         self.subtask = flink_compat.subtask_index(runtime_context)
-        self.live = LiveRules(self.initial)
+        self.live = LiveRules(self.initial, scope)
         self.campaign = detector.campaign or CampaignOperator(
             detector.engine, detector.host, runtime_context
         )

@@ -4,7 +4,9 @@ the job runs, an invalid v3 rejected on the status topic. The actions equal thos
 backtest --rules-history` over the same records: 0 missing, 0 extra, compared without
 `detected_at`; every action carries its rules_version. The rules input never holds event time
 back (deadlines such as silence and absence fire while it is idle) and never carries it on: a
-rules record read while the events source is idle leaves the events after the pause on time."""
+rules record read while the events source is idle leaves the events after the pause on time.
+Run twice: without a scope (JVM filters off) and with `--rules-scope` naming v1's and v2's rules
+(filters on, built from the scope; a version beyond it rejected)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,18 @@ def live_inputs(tmp_path_factory):
     return directory, (v1, v2), switch_at, phases, expected
 
 
+def _scope_file(directory) -> str:
+    """v1's and v2's rules side by side (ids made distinct): the scope both versions fit."""
+    rules = []
+    for suffix, text in (("v1", RULES_YAML), ("v2", V2_RULES)):
+        rules += [
+            {**rule, "id": f"{rule['id']}_{suffix}"} for rule in yaml.safe_load(text)["rules"]
+        ]
+    scope = directory / "scope.yaml"
+    scope.write_text(yaml.safe_dump({"rules": rules}))
+    return str(scope)
+
+
 def _statuses(reader: TopicReader) -> dict[str, dict]:
     reader.poll()
     return {status["version"]: status for status in reader.values()}
@@ -117,10 +131,12 @@ def _publish_raw(bootstrap: str, topic: str, value: str) -> None:
     producer.close()
 
 
+@pytest.mark.parametrize("scoped", [False, True], ids=["no-scope", "scope"])
 def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
-    live_inputs, kafka_bootstrap, kafka_admin
+    live_inputs, kafka_bootstrap, kafka_admin, scoped
 ):
     directory, (v1, v2), switch_at, phases, expected = live_inputs
+    scope = ["--rules-scope", _scope_file(directory)] if scoped else []
     topics = create_topics(
         kafka_admin, "live-rules",
         {"events": 1, "actions": 1, "dlq": 1, "late": 1, "suppressed": 1, "outcomes": 1,
@@ -146,8 +162,9 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
             "--group-id", f"live-{topics['events']}", "--starting-offsets", "earliest",
             "--max-out-of-orderness", "2s", "--idle-fire-after", "off",
             "--checkpoint-interval", "2s", "--source-idle-timeout", f"{IDLE_TIMEOUT_MS}ms",
+            *scope,
         ],
-        directory / "kafka-job.log",
+        directory / f"kafka-job-{scoped}.log",
     )  # fmt: skip
     try:
 
@@ -176,6 +193,13 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
         assert rejected["status"] == "rejected", rejected
         assert rejected["problems"][0]["rule"] == "quick_add", rejected
         assert rejected["problems"][0]["field"] and rejected["problems"][0]["reason"]
+        if scoped:  # a valid version that reads a type the scope's filters drop
+            beyond = json.loads(v2) | {"version": "v4", "effective_from": switch_at + 2}
+            beyond["rules"]["rules"][0]["pattern"]["steps"][0] = {"event_type": "wishlist"}
+            _publish_raw(kafka_bootstrap, topics["rules"], json.dumps(beyond))
+            refused = wait_for(lambda: status_of("v4"), timeout=60, interval=0.5, message="v4")
+            assert refused["status"] == "rejected", refused
+            assert "--rules-scope" in refused["problems"][0]["reason"], refused
         produce(kafka_bootstrap, topics["events"], phases[1])
         try:
             wait_for(
@@ -189,6 +213,8 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
         assert not missing and not extra, (len(missing), len(extra), sorted(missing)[:3])
         assert all(json.loads(a)["rules_version"] in ("v1", "v2") for a in got)
         assert job.alive(), job.log_tail()
+        # The JVM activity filter runs with the scope, not without one.
+        assert ("activity" in job.vertex_names()) == scoped, job.vertex_names()
         # `moments rules list` shows what the running job reported for each version.
         listed = launcher.run_moments(
             "rules", "list", "--bootstrap-servers", kafka_bootstrap,

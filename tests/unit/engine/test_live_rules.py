@@ -21,6 +21,7 @@ from udfs.model import EngineEvent
 from udfs.patterns.base import state_key
 from udfs.replay import Replay, replay
 from udfs.rules_history import RulesHistory
+from udfs.rules_scope import RulesScope
 
 # Two definitions per rule id (a change), and the first one again with another action (kept).
 DEFINITIONS = {
@@ -284,3 +285,38 @@ def test_an_open_outcome_resolves_by_its_versions_goal_after_the_rule_is_removed
     assert [(o.rule_id, o.converted, o.goal_ts, o.rules_version) for o in outcomes] == [
         ("cnt", True, 50, "v1")
     ]
+
+
+# Every definition of every rule id at once (distinct ids): a --rules-scope every version fits.
+SCOPE = RulesScope(
+    make_rules(
+        *(
+            {**rule_document(rule_id, choice), "id": f"{rule_id}{choice}"}
+            for rule_id in DEFINITIONS
+            for choice in (0, 1)
+        )
+    )
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    specs=version_specs,
+    raw=event_lists,
+    bound_ms=st.sampled_from([0, 7, 30, 100]),
+    seed=st.integers(),
+    split=st.booleans(),
+)
+def test_with_a_scope_activity_is_summarised_and_switches_still_match(
+    specs, raw, bound_ms, seed, split
+):
+    records = records_of(specs)
+    assert all(SCOPE.problems(record.rules) == [] for record in records)
+    schedule = effective_schedule(records)
+    hist = RulesHistory(schedule, activity=True, scope=SCOPE)
+    assert hist.filtered_types == frozenset("abc")  # "d" is activity, in 25 ms buckets
+    assert hist.activity_bucket_ms == 25
+    events = events_of(raw)
+    delay = (lambda user: 13) if split else None
+    got = engine_fires(hist, arrival(events, bound_ms, seed), bound_ms, delay)
+    assert got == oracle(schedule, events)

@@ -217,3 +217,27 @@ def test_rules_topic_makes_rules_optional_and_routes_status_rows(files, listenin
         config(environ=kafka)
     with pytest.raises(ConfigError, match="--rules-topic needs Kafka"):
         config("--rules-topic", "r", "--events", str(events), "--out", str(tmp / "a.jsonl"))
+
+
+def test_rules_scope_needs_the_rules_topic_and_bounds_the_initial_rules(files, listening_port):
+    rules, _events, tmp = files
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{listening_port}"}
+    scope = tmp / "scope.yaml"
+    scope.write_text(rules.read_text())
+    cfg = config(
+        "--rules", str(rules), "--rules-topic", "r", "--rules-scope", str(scope), environ=kafka
+    )
+    assert [rule.id for rule in cfg.rules_scope] == ["quick_add"]
+    with pytest.raises(ConfigError, match="--rules-scope goes with --rules-topic"):
+        config("--rules", str(rules), "--rules-scope", str(scope), environ=kafka)
+    narrow = tmp / "narrow.yaml"
+    narrow.write_text(
+        "rules:\n  - id: c\n    pattern: {type: count, match: {event_type: login_failed}, "
+        "threshold: 2, within: 1m}\n    action: {name: n, destinations: [kafka]}\n"
+    )
+    with pytest.raises(
+        ConfigError, match="rule quick_add: pattern: reads add, view, which the scope drops"
+    ):
+        config(
+            "--rules", str(rules), "--rules-topic", "r", "--rules-scope", str(narrow), environ=kafka
+        )
