@@ -6,6 +6,7 @@ The job itself lives in jobs/detection/: options, environment, topology.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = DetectConfig.from_args(args)
+    print(f"moments run: the job's log is in {log_dir()} (FLINK_LOG_DIR)", file=sys.stderr)
     if config.kafka_mode:
         run_kafka_mode(config)
         return 0
@@ -70,6 +72,16 @@ def run_kafka_mode(config: DetectConfig) -> None:
     rows = build_pipeline(env, t_env, config)
     add_kafka_sink(t_env, rows, config).attach_as_datastream()
     env.execute("moments-detect (kafka)")
+
+
+def log_dir() -> str:
+    """Where the local job logs (Flink's log and its operators' Python logging): FLINK_LOG_DIR,
+    else the log directory of PyFlink's own distribution, one file each job overwrites."""
+    if os.environ.get("FLINK_LOG_DIR"):
+        return os.environ["FLINK_LOG_DIR"]
+    import pyflink
+
+    return os.path.join(os.path.dirname(os.path.abspath(pyflink.__file__)), "log")
 
 
 def _count_records(path: Path) -> int:

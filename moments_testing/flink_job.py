@@ -4,6 +4,7 @@ its own), and what its REST API says (job id, metrics summed over subtasks, chec
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import urllib.parse
@@ -69,14 +70,30 @@ class RunningJob:
     def __init__(self, args: list[str], log_path: Path):
         self.rest_port = free_port()
         self.log_path = log_path
+        # The job's own log (Flink's and its operators' Python logging) goes to a directory of
+        # its own rather than PyFlink's shared one, which each local job overwrites.
+        self.flink_log_dir = log_path.with_name(f"{log_path.stem}-flink-log")
+        self.flink_log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "FLINK_LOG_DIR": str(self.flink_log_dir)}
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = start_moments(["run", *args, "--rest-port", str(self.rest_port)], self.log)
+        self.process = start_moments(
+            ["run", *args, "--rest-port", str(self.rest_port)], self.log, env=env
+        )
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        """The end of the command's output, then the warnings and errors of the job's log."""
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        for path in sorted(self.flink_log_dir.glob("*.log")):
+            problems = [
+                line
+                for line in path.read_text(errors="replace").splitlines()
+                if " WARN " in line or " ERROR " in line or line.startswith(("\t", "Caused by"))
+            ]
+            tail += [f"--- {path}", *problems[-lines:]]
+        return "\n".join(tail)
 
     def _get(self, path: str):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}{path}", timeout=5) as r:

@@ -193,6 +193,11 @@ def test_versions_published_to_a_running_job_equal_the_backtest_of_the_history(
         assert rejected["status"] == "rejected", rejected
         assert rejected["problems"][0]["rule"] == "quick_add", rejected
         assert rejected["problems"][0]["field"] and rejected["problems"][0]["reason"]
+        # ... and logged, in the job's own log.
+        wait_for(
+            lambda: "rules version v3 rejected" in job.log_tail(), timeout=30, interval=0.5,
+            message="the rejection in the job's log",
+        )  # fmt: skip
         if scoped:  # a valid version that reads a type the scope's filters drop
             beyond = json.loads(v2) | {"version": "v4", "effective_from": switch_at + 2}
             beyond["rules"]["rules"][0]["pattern"]["steps"][0] = {"event_type": "wishlist"}
