@@ -131,7 +131,11 @@ class CampaignOperator:
         if wakeup is None:
             return
         timers = ctx.timer_service()
-        timers.register_event_time_timer(wakeup)
+        # A wakeup the watermark has passed means the step waits for an action held for its
+        # profile (CampaignOperator.floor): register it for the next watermark. At or below the
+        # current one, Flink fires it again within the same advance, and again, forever: the
+        # task thread never gets to the processing-time timer that releases the held action.
+        timers.register_event_time_timer(max(wakeup, timers.current_watermark() + 1))
         idle = self.host.idle_fire_after_ms
         if idle and self.step.fate.wakeup(state.fate) is not None:
             timers.register_processing_time_timer(round_up(self.host.clock() + idle))
