@@ -12,7 +12,8 @@ else none), CRM_DSN or CRM_DSN_FILE, CRM_TABLE, CRM_PROFILES_FILE (a JSONL snaps
 `{"user_id": ..., <fields>}` per line, read once into memory: udfs/crm/file.py), CRM_HTTP_URL,
 CRM_HTTP_TOKEN or CRM_HTTP_TOKEN_FILE, CRM_TIMEOUT_MS (200), CRM_RETRIES (2), CRM_CACHE_TTL_S
 (300), CRM_CACHE_SIZE (100000), CRM_POOL_SIZE (4), CRM_PREFETCH (events: the inline layout looks a
-user up at each event a rule reads; actions: only when an action fires). A variable and its _FILE
+user up at each event a rule reads; actions: only when an action fires), CRM_BATCH_LINGER_MS (20:
+how long a lookup waits for others to share its query; not for http). A variable and its _FILE
 twin together are an error: which one wins would be a guess.
 """
 
@@ -62,6 +63,8 @@ class CrmSettings(BaseModel):
     pool_size: int = Field(4, ge=1, le=100)
     # inline layout: look a user up at each event a rule reads (events) or when an action fires
     prefetch: Literal["events", "actions"] = "events"
+    # inline layout, batched backends: how long a lookup waits for others to share its query
+    batch_linger_ms: int = Field(20, ge=0, le=1_000)
 
     @model_validator(mode="after")
     def _backend_has_what_it_needs(self) -> CrmSettings:
@@ -151,6 +154,7 @@ _FIELDS_BY_VARIABLE = {
     "CRM_CACHE_SIZE": "cache_size",
     "CRM_POOL_SIZE": "pool_size",
     "CRM_PREFETCH": "prefetch",
+    "CRM_BATCH_LINGER_MS": "batch_linger_ms",
 }
 _VARIABLES_BY_FIELD = {field: variable for variable, field in _FIELDS_BY_VARIABLE.items()} | {
     "backend": "CRM_BACKEND",
@@ -224,13 +228,16 @@ def build_prefetcher(settings: CrmSettings):
     backend = _backend(settings)
     if backend is None:
         return None
-    workers = settings.pool_size if settings.backend == "http" else min(2, settings.pool_size)
+    http = settings.backend == "http"
+    workers = settings.pool_size if http else min(2, settings.pool_size)
     return ProfilePrefetcher(
         backend,
         timeout_s=settings.timeout_s,
         ttl_s=settings.cache_ttl_s,
         max_entries=settings.cache_size,
         workers=workers,
+        # One user per request over HTTP: a worker would look a lingered batch up in turn.
+        linger_s=0.0 if http else settings.batch_linger_ms / 1000,
     )
 
 

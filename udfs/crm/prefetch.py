@@ -4,7 +4,9 @@ The detection operator asks for a user's profile as soon as one of the user's ev
 an action (`request`, never blocks) and reads it when the action fires (`ready`, never blocks):
 with the CRM's usual latency the profile is there first. Workers take up to `max_batch` queued
 users per query (`lookup_many`, e.g. PostgreSQL's `= ANY(%s)`; else one lookup each), so a burst
-of cache misses costs a few round trips. Results go to a TTL + LRU cache (`CachedProfileLookup`);
+of cache misses costs a few round trips; with `linger_s` a worker that wakes for one request
+waits that long for more to join its query (as a Kafka producer's linger.ms), so a steady trickle
+of new users makes fewer, larger queries. Results go to a TTL + LRU cache (`CachedProfileLookup`);
 `unavailable` is remembered for one budget only, so a CRM that is down is not asked again for
 that user at once, and is asked again soon after.
 """
@@ -47,6 +49,7 @@ class ProfilePrefetcher:
         workers: int = 2,
         max_batch: int = MAX_BATCH,
         max_queued: int = MAX_QUEUED,
+        linger_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.backend = backend
@@ -63,6 +66,9 @@ class ProfilePrefetcher:
         self._clock = clock
         self._max_batch = max_batch
         self._max_queued = max_queued
+        # Never more than a quarter of the budget: the batch's lookup needs the rest.
+        self._linger_s = max(0.0, min(linger_s, timeout_s / 4))
+        self._waiters = 0  # callers blocked in `wait`: no lingering while one is
         self._queue: collections.deque[tuple[str, float]] = collections.deque()
         self._inflight: dict[str, float] = {}  # user -> the end of its lookup's budget
         self._recent: dict[str, LookupResult] = {}  # results when the cache is off
@@ -124,23 +130,31 @@ class ProfilePrefetcher:
         for callers that may wait (file mode)."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while True:
-                found = self.ready(user_id)
-                if found is not None:
-                    return found
-                if user_id not in self._inflight and not self._closed:
-                    self._enqueue(user_id)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return LookupResult("unavailable", reason="timeout")
-                self._lock.wait(min(remaining, 0.05))
+            self._waiters += 1
+            self._lock.notify_all()  # a lingering worker goes now
+            try:
+                while True:
+                    found = self.ready(user_id)
+                    if found is not None:
+                        return found
+                    if user_id not in self._inflight and not self._closed:
+                        self._enqueue(user_id)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return LookupResult("unavailable", reason="timeout")
+                    self._lock.wait(min(remaining, 0.05))
+            finally:
+                self._waiters -= 1
 
     def _enqueue(self, user_id: str) -> None:
         """With the lock held."""
         deadline = self._clock() + self.timeout_s
         self._inflight[user_id] = deadline
         self._queue.append((user_id, deadline))
-        self._lock.notify()
+        # A worker waits for the first request, or lingers until the batch is full: only those
+        # wake one (a wakeup per request would cost the operator's thread a GIL switch each).
+        if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
+            self._lock.notify()
 
     def _store(self, user_id: str, result: LookupResult) -> None:
         self.cache.put(user_id, result)
@@ -151,12 +165,20 @@ class ProfilePrefetcher:
 
     def _take(self) -> list[tuple[str, float]] | None:
         with self._lock:
-            while not self._queue and not self._closed:
-                self._lock.wait()
-            if self._closed:
-                return None
-            count = min(len(self._queue), self._max_batch)
-            return [self._queue.popleft() for _ in range(count)]
+            while True:
+                while not self._queue and not self._closed:
+                    self._lock.wait()
+                if self._linger_s and not self._closed:
+                    self._lock.wait_for(self._batch_full, timeout=self._linger_s)
+                if self._closed:
+                    return None
+                if self._queue:  # else another worker took what this one lingered for
+                    count = min(len(self._queue), self._max_batch)
+                    return [self._queue.popleft() for _ in range(count)]
+
+    def _batch_full(self) -> bool:
+        """With the lock held: stop lingering (a full batch, a caller blocked, closing)."""
+        return self._closed or self._waiters > 0 or len(self._queue) >= self._max_batch
 
     def _work(self) -> None:
         while (batch := self._take()) is not None:

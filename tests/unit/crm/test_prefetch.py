@@ -4,6 +4,7 @@ raise; with a scripted backend whose calls the test holds and releases."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -186,3 +187,35 @@ def test_single_lookups_when_the_backend_has_no_batches():
     wait_for(lambda: fetcher.ready("u-2") and fetcher.ready("u-1"), message="both looked up")
     assert sorted(single.calls) == ["u-1", "u-2"]
     fetcher.close()
+
+
+def test_a_lingering_worker_puts_the_requests_of_its_linger_in_one_query(backend):
+    fetcher = prefetcher(backend, timeout_s=40.0, linger_s=3.0)
+    fetcher.request("u-1")
+    time.sleep(0.3)  # the stimulus, not a wait: requests spread over the linger
+    fetcher.request("u-2")
+    fetcher.request("u-999")
+    wait_for(lambda: fetcher.ready("u-999"), message="the batch answered")
+    assert backend.batches == [["u-1", "u-2", "u-999"]]
+    fetcher.close()
+
+
+def test_a_full_batch_or_a_blocked_caller_ends_the_linger(backend):
+    # A linger of 10 s (a quarter of the budget): only ending it early answers in time.
+    fetcher = prefetcher(backend, timeout_s=40.0, linger_s=10.0, max_batch=2)
+    fetcher.request("u-1")
+    fetcher.request("u-2")
+    wait_for(lambda: fetcher.ready("u-2"), timeout=5, message="the full batch went at once")
+    assert backend.batches == [["u-1", "u-2"]]
+    fetcher.request("u-999")
+    assert fetcher.wait("u-999", timeout_s=2).status == "missing"  # not `timeout`
+    fetcher.close()
+
+
+def test_the_linger_is_at_most_a_quarter_of_the_budget(backend):
+    fetcher = prefetcher(backend, timeout_s=0.4, linger_s=60.0)
+    fetcher.request("u-1")
+    result = wait_for(lambda: fetcher.ready("u-1"), timeout=5, message="u-1 looked up")
+    assert result.status == "ok"  # looked up within its budget, not `queued past budget`
+    fetcher.close()
+    assert not any(thread.is_alive() for thread in fetcher._threads)
