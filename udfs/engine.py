@@ -311,9 +311,11 @@ class Engine:
         Silence rules read every event of an armed user but need only its timestamp; hosts that
         filter upstream must still pass (or summarise) other events for users with silence rules.
         """
-        types: set[str] = set()
-        for pattern_types in [p.event_types() for p in self.patterns] + [self.goals.event_types()]:
-            if pattern_types is None:
-                return None
-            types |= pattern_types
-        return frozenset(types)
+        return union_of_types([p.event_types() for p in self.patterns] + [self.goals.event_types()])
+
+
+def union_of_types(named: list[frozenset[str] | None]) -> frozenset[str] | None:
+    """The union of event-type sets, None if one of them is None (reads any type)."""
+    if any(types is None for types in named):
+        return None
+    return frozenset().union(*named)

@@ -8,7 +8,7 @@ would see unfiltered, whenever it arrives: the switch stays exact and the filter
 from __future__ import annotations
 
 from schemas.rules import Rule, RuleError, RuleSet
-from udfs.engine import Engine
+from udfs.engine import Engine, union_of_types
 
 
 class RulesScope:
@@ -57,12 +57,8 @@ class RulesScope:
 
 
 def _filter_types(engine: Engine) -> frozenset[str] | None:
-    types: set[str] = set()
-    for named in [p.filter_types() for p in engine.patterns] + [engine.goals.event_types()]:
-        if named is None:
-            return None
-        types |= named
-    return frozenset(types)
+    named = [p.filter_types() for p in engine.patterns]
+    return union_of_types([*named, engine.goals.event_types()])
 
 
 def _names(types: frozenset[str]) -> str:

@@ -159,14 +159,18 @@ def engine_fires(history, events, bound_ms, activity_delay=None) -> list[tuple]:
     )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+# Random version histories, events, bounds and arrival orders: the switch tests' inputs.
+SWITCH_CASES = given(
     specs=version_specs,
     raw=event_lists,
     bound_ms=st.sampled_from([0, 7, 30, 100]),
     seed=st.integers(),
     split=st.booleans(),
 )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@SWITCH_CASES
 def test_switches_match_the_naive_reading(specs, raw, bound_ms, seed, split):
     schedule = effective_schedule(records_of(specs))
     events = events_of(raw)
@@ -300,13 +304,7 @@ SCOPE = RulesScope(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    specs=version_specs,
-    raw=event_lists,
-    bound_ms=st.sampled_from([0, 7, 30, 100]),
-    seed=st.integers(),
-    split=st.booleans(),
-)
+@SWITCH_CASES
 def test_with_a_scope_activity_is_summarised_and_switches_still_match(
     specs, raw, bound_ms, seed, split
 ):
