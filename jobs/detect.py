@@ -22,7 +22,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = DetectConfig.from_args(args)
-    print(f"moments run: the job's log is in {log_dir()} (FLINK_LOG_DIR)", file=sys.stderr)
+    if not os.environ.get("PYFLINK_GATEWAY_PORT"):  # under `flink run` the cluster logs it
+        print(f"moments run: the job's log is in {log_dir()} (FLINK_LOG_DIR)", file=sys.stderr)
     if config.kafka_mode:
         run_kafka_mode(config)
         return 0
