@@ -265,7 +265,7 @@ class Host:
         # The user's event time after this callback: every fire with a trigger_ts below it is
         # out (what the campaign step may decide on; udfs/campaign/fate.py).
         self.event_time = max(watermark, timestamp) if event_timer else watermark
-        host = self._load()
+        host, had_activity = self._load()
         if host is None:
             return NO_FIRES
         key = ctx.get_current_key() if self.engine.rollout.partial else None
@@ -276,7 +276,7 @@ class Host:
             fires = self._processing_timer(timers, host, timestamp, watermark, now, key)
             detected_at = now
         self.event_time = event_time(self.event_time, host.forced)
-        self._store(ctx, timers, host, now)
+        self._store(ctx, timers, host, now, had_activity)
         return fires, detected_at
 
     def _event_timer(self, host: HostState, timestamp: int, watermark: float, key) -> list[Fire]:
@@ -324,24 +324,26 @@ class Host:
             self.watermark_moved_at = now
         return watermark
 
-    def _load(self) -> HostState | None:
+    def _load(self) -> tuple[HostState | None, bool]:
+        """The user's HostState with its activity, and whether an activity value was stored."""
         host = self.state.value()
         kept = self.activity.value() if self.activity_delay is not None else None
         if kept is not None and kept[0]:
             if host is None:
                 host = HostState()
             host.user.activity = kept[0]
-        return host
+        return host, kept is not None
 
-    def _store(self, ctx, timers, host: HostState, now: int) -> None:
+    def _store(self, ctx, timers, host: HostState, now: int, had_activity: bool) -> None:
         """After a timer: each value written, or cleared when empty (timers still registered find
-        no state and do nothing); what the state needs next is registered."""
+        no state and do nothing); what the state needs next is registered. `had_activity`: an
+        activity value was stored (clearing none is a JVM call for nothing)."""
         split = self.activity_delay is not None
         if split:
             activity = host.user.activity
             if activity or host.forced is not None:
                 self.activity.update((activity, host.forced))
-            else:
+            elif had_activity:
                 self.activity.clear()
         if host.is_empty():
             self._drop_ptimer(timers, host)

@@ -25,6 +25,8 @@ from udfs.host import TimerContext, ValueState, wall_clock_ms
 #: ends (+ LOOKUP_END_SLACK_MS), and the action's budget's end is the last check.
 RECHECK_AFTER_MS = (5, 25)
 LOOKUP_END_SLACK_MS = 5
+#: Users remembered as holding nothing before the set starts over (memory bound).
+MAX_KNOWN_EMPTY = 1_000_000
 TIMED_OUT = LookupResult("unavailable", reason="timeout")
 FAILING = LookupResult("unavailable", reason="crm failing")
 
@@ -32,7 +34,12 @@ FAILING = LookupResult("unavailable", reason="crm failing")
 class InlineEnrichment:
     """Holds and enriches the actions of one operator; `held` is a keyed ValueState holding the
     current user's `[(action, deadline_ms)]`. `record` is called with each lookup result used
-    (metrics), `on_hold` with each action held."""
+    (metrics), `on_hold` with each action held.
+
+    Nearly every user holds nothing, and reading `held` is a call into the JVM: the users whose
+    `held` this instance read empty or cleared are remembered (`known_empty`) and not read again
+    until one of their actions is held. A new instance (a restart, a rescale) knows no one, so
+    it reads what a checkpoint may have restored."""
 
     def __init__(
         self,
@@ -52,6 +59,7 @@ class InlineEnrichment:
         self.clock = clock
         self.record = record
         self.on_hold = on_hold
+        self.known_empty: set[str] = set()
 
     def prefetch(self, user_id: str) -> None:
         self.prefetcher.request(user_id)
@@ -69,18 +77,20 @@ class InlineEnrichment:
             result = FAILING
         if result is not None:
             # Earlier actions of this user still held go first: a user's actions keep their order.
-            earlier = self.held.value()
+            earlier = self.held_actions(action.user_id)
             if earlier:
                 self.held.clear()
+                self._known_empty(action.user_id)
             out = [self._enriched(held, result) for held, _ in earlier or ()]
             return [*out, self._enriched(action, result)]
         self.prefetcher.request(action.user_id)
         self.on_hold()
         now = self.clock()
         deadline = now + self.budget_ms
-        held = self.held.value() or []
+        held = self.held_actions(action.user_id) or []
         held.append((action, deadline))
         self.held.update(held)
+        self.known_empty.discard(action.user_id)
         timers = ctx.timer_service()
         checks = {now + after for after in RECHECK_AFTER_MS}
         lookup_left = self.prefetcher.remaining_ms(action.user_id)
@@ -93,14 +103,29 @@ class InlineEnrichment:
         timers.register_processing_time_timer(deadline)
         return []
 
+    def held_actions(self, user_id: str) -> list | None:
+        """The user's held `[(action, deadline_ms)]` (the current key's), or None."""
+        if user_id in self.known_empty:
+            return None
+        held = self.held.value()
+        if not held:
+            self._known_empty(user_id)
+        return held
+
+    def _known_empty(self, user_id: str) -> None:
+        if len(self.known_empty) >= MAX_KNOWN_EMPTY:
+            self.known_empty.clear()
+        self.known_empty.add(user_id)
+
     def on_timer(self, ctx: TimerContext) -> list[Action]:
         """A processing-time timer of the current user: its held actions whose profile is known
         or whose budget ran out, enriched; the rest stay held."""
-        held = self.held.value()
+        user_id = ctx.get_current_key()
+        held = self.held_actions(user_id)
         if not held:
             return []
         now = self.clock()
-        result = self.prefetcher.ready(held[0][0].user_id)
+        result = self.prefetcher.ready(user_id)
         out, keep = [], []
         for action, deadline in held:
             if result is not None:
@@ -113,6 +138,7 @@ class InlineEnrichment:
             self.held.update(keep)
         else:
             self.held.clear()
+            self._known_empty(user_id)
         return out
 
     def _enriched(self, action: Action, result: LookupResult) -> Action:

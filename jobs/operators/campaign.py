@@ -59,16 +59,17 @@ class CampaignOperator:
         user_id = ctx.get_current_key()
         actions, goals = self.split(fires, lambda f: operator._action(user_id, f, detected_at))
         actions = operator.enrich_now(ctx, actions)
-        event_time = self.floor(operator, self.host.event_time)
+        event_time = self.floor(operator, user_id, self.host.event_time)
         yield from self.run(ctx, user_id, actions, goals, event_time)
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             yield from self.on_processing_timer(ctx, user_id)
 
     @staticmethod
-    def floor(operator, event_time: float) -> float:
-        """What the step may decide up to: no further than an action still held for its
-        profile (its fate comes before any later one's; udfs/campaign/fate.py)."""
-        held = operator.held_floor()
+    def floor(operator, user_id: str, event_time: float) -> float:
+        """What the step may decide up to: no further than an action of `user_id` (the current
+        key) still held for its profile (its fate comes before any later one's;
+        udfs/campaign/fate.py)."""
+        held = operator.held_floor(user_id)
         return held if held is not None and held < event_time else event_time
 
     @staticmethod

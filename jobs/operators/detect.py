@@ -132,7 +132,7 @@ class DetectMoments(KeyedProcessFunction):
             self.latency.observe(detected_at - fire.trigger_ts)
         return build_action(rule, user_id, fire, detected_at, rules_version=version)
 
-    def held_floor(self) -> int | None:
+    def held_floor(self, user_id: str) -> int | None:
         """The earliest trigger_ts of the current user's actions held for their profile."""
         return None
 

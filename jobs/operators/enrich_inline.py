@@ -62,8 +62,8 @@ class EnrichingDetectMoments(DetectMoments):
             if self.campaign is not None:
                 if released:
                     watermark = ctx.timer_service().current_watermark()
-                    watermark = self.campaign.floor(self, watermark)
                     user_id = ctx.get_current_key()
+                    watermark = self.campaign.floor(self, user_id, watermark)
                     yield from self.campaign.run(ctx, user_id, released, (), watermark)
             else:
                 for action in released:
@@ -78,8 +78,8 @@ class EnrichingDetectMoments(DetectMoments):
             else:
                 yield out
 
-    def held_floor(self) -> int | None:
-        held = self.enrichment.held.value()
+    def held_floor(self, user_id: str) -> int | None:
+        held = self.enrichment.held_actions(user_id)
         return min(action.trigger_ts for action, _ in held) if held else None
 
     def enrich_now(self, ctx, actions: list) -> list:

@@ -158,3 +158,41 @@ def test_block_waits_for_the_lookup_within_the_budget_instead_of_holding():
     assert enriched.enrichment == "unavailable"
     assert fetcher.waited == [("u-1", BUDGET_MS / 1000)]
     assert service.timers(TimeDomain.PROCESSING_TIME) == [] and state.values == {}
+
+
+class CountingState(MemoryState):
+    """Counts reads: each is a call into the JVM in Flink."""
+
+    reads = 0
+
+    def value(self):
+        self.reads += 1
+        return super().value()
+
+
+def test_held_is_read_once_per_user_while_nothing_is_held():
+    service = MemoryTimerService(now=10_000)
+    inline, fetcher, service, state, _ = setup(service=service, state=CountingState(service))
+    fetcher.known["u-1"] = OK
+    for ts in (1000, 2000, 3000):
+        assert len(inline.on_action(service, an_action(trigger_ts=ts))) == 1
+    assert inline.on_timer(service) == []
+    assert state.reads == 1
+    del fetcher.known["u-1"]
+    assert inline.on_action(service, an_action(trigger_ts=4000)) == []  # held: read again
+    assert inline.held_actions("u-1")[0][0].trigger_ts == 4000
+    fetcher.known["u-1"] = OK
+    (released,) = fire_clock(inline, service, 10_000 + RECHECK_AFTER_MS[0])
+    assert released.trigger_ts == 4000 and state.values == {}
+    reads = state.reads
+    inline.on_action(service, an_action(trigger_ts=5000))
+    assert state.reads == reads  # cleared by this instance: known empty again
+
+
+def test_a_new_instance_reads_what_a_checkpoint_restored_even_for_users_it_saw_empty():
+    inline, fetcher, service, state, _ = setup()
+    inline.on_action(service, an_action(trigger_ts=1000))  # held
+    restarted, fetcher, *_ = setup(service=service, state=state)
+    fetcher.known["u-1"] = OK
+    out = restarted.on_action(service, an_action(trigger_ts=2000))
+    assert [a.trigger_ts for a in out] == [1000, 2000]
