@@ -14,7 +14,6 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import TimeDomain
 from pyflink.datastream.state import ValueStateDescriptor
 
-from jobs.operators.metrics import python_counter
 from jobs.operators.rows import KIND_OUTCOME, KIND_SUPPRESSED
 from udfs.campaign.step import ACTION, OUTCOME, SUPPRESSED, CampaignState, CampaignStep
 from udfs.host import event_time, idle_force_due
@@ -42,12 +41,12 @@ class CampaignOperator:
         counter = self._counters.get(key)
         if counter is None:
             if key[0] == "fate":
-                counter = python_counter(self._metrics, f"fate_{key[1]}")
+                counter = self._metrics.counter(f"fate_{key[1]}")
             else:
                 _, rule_id, arm, converted = key
                 group = self._metrics.add_group("rule", rule_id).add_group("arm", arm or "none")
-                counter = python_counter(
-                    group, "outcomes_converted" if converted else "outcomes_not_converted"
+                counter = group.counter(
+                    "outcomes_converted" if converted else "outcomes_not_converted"
                 )
             counter = self._counters[key] = counter
         counter.inc()

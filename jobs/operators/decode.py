@@ -13,7 +13,6 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import ProcessFunction
 
 from jobs.connectors import payload as p
-from jobs.operators.metrics import python_counter
 from jobs.operators.rows import DLQ_TAG, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.event import Event
 from udfs.decode import DEFAULT_MAX_FUTURE_MS, InvalidEvent, dead_letter_json, decode_event
@@ -60,8 +59,8 @@ class DecodeEvents(ProcessFunction):
         lateness = self.replay_lateness_ms
         self.replay_watermark = None if lateness is None else ReplayWatermark(lateness)
         metrics = runtime_context.get_metrics_group()
-        self.events_in = python_counter(metrics, "events_in")
-        self.invalid = python_counter(metrics, "invalid")
+        self.events_in = metrics.counter("events_in")
+        self.invalid = metrics.counter("invalid")
 
     def process_element(self, value: str, ctx):
         self.line += 1

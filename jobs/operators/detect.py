@@ -12,7 +12,7 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from jobs.connectors import payload as p
 from jobs.operators.decode import decode_payload
-from jobs.operators.metrics import DetectionLatency, python_counter
+from jobs.operators.metrics import DetectionLatency
 from jobs.operators.rows import DLQ_TAG, KIND_ACTION, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.rules import Rule
 from udfs.actions import build_action
@@ -76,14 +76,14 @@ class DetectMoments(KeyedProcessFunction):
             activity_delay=spread_bucket_ends(engine),
             idle_fire_after_ms=self.idle_fire_after_ms,
             event_time_detected_at=self.event_time_detected_at,
-            counter=lambda name: python_counter(metrics, name),
+            counter=metrics.counter,
         )
         if self.decode_rows:
-            self.events_in = python_counter(metrics, "events_in")
-            self.invalid = python_counter(metrics, "invalid")
-        self.timers = python_counter(metrics, "timers")  # timer callbacks: Python calls besides elements
+            self.events_in = metrics.counter("events_in")
+            self.invalid = metrics.counter("invalid")
+        self.timers = metrics.counter("timers")  # timer callbacks: Python calls besides elements
         self.actions = {
-            rule.id: python_counter(metrics.add_group("rule", rule.id), "actions") for rule in self.rules
+            rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
         self.latency = None if self.event_time_detected_at else DetectionLatency(metrics)
         self.campaign = None

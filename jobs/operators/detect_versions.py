@@ -20,7 +20,6 @@ from pyflink.datastream import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor
 
 from jobs import flink_compat
-from jobs.operators.metrics import python_counter
 from jobs.operators.rows import KIND_RULES_STATUS
 from udfs.host import spread_bucket_ends
 from udfs.live_rules import APPLIED, LiveRules, entry_key
@@ -39,7 +38,7 @@ class RuleCounters(dict):
         self.metrics = metrics
 
     def __missing__(self, rule_id: str):
-        counter = self[rule_id] = python_counter(self.metrics.add_group("rule", rule_id), "actions")
+        counter = self[rule_id] = self.metrics.add_group("rule", rule_id).counter("actions")
         return counter
 
 
@@ -65,8 +64,8 @@ class DetectVersions(KeyedBroadcastProcessFunction):
         metrics = runtime_context.get_metrics_group()
         detector.actions = RuleCounters(metrics)
         rules_metrics = metrics.add_group("rules")
-        self.applied = python_counter(rules_metrics, "versions_applied")
-        self.rejected = python_counter(rules_metrics, "versions_rejected")
+        self.applied = rules_metrics.counter("versions_applied")
+        self.rejected = rules_metrics.counter("versions_rejected")
         self.subtask = flink_compat.subtask_index(runtime_context)
         self.live = LiveRules(self.initial, scope)
         self.campaign = detector.campaign or CampaignOperator(

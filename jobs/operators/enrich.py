@@ -9,7 +9,6 @@ from pyflink.common import Row
 from pyflink.datastream import ProcessFunction
 
 from jobs import flink_compat
-from jobs.operators.metrics import python_counter
 from jobs.operators.rows import KIND_ACTION, OUTPUT_ROW
 
 
@@ -57,10 +56,10 @@ class EnrichmentMetrics:
         metrics = runtime_context.get_metrics_group()
         if group is not None:
             metrics = metrics.add_group(group)
-        self.outcomes = {s: python_counter(metrics, s) for s in ("ok", "missing", "unavailable")}
-        self.cache_hits = python_counter(metrics, "cache_hits")
-        self.held = python_counter(metrics, "held")
-        self.latency_total = python_counter(metrics, "crm_latency_ms_total")
+        self.outcomes = {s: metrics.counter(s) for s in ("ok", "missing", "unavailable")}
+        self.cache_hits = metrics.counter("cache_hits")
+        self.held = metrics.counter("held")
+        self.latency_total = metrics.counter("crm_latency_ms_total")
         self.last_latency_ms = 0
         metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
 

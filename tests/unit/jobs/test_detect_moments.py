@@ -4,7 +4,6 @@ are udfs/host.py's memory ones, so what it yields and counts is checked in milli
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,22 +12,19 @@ from jobs.operators import KIND_ACTION, KIND_LATE, LATE_TAG, DetectMoments
 from schemas.event import Event
 from tests.unit.engine.oracle import oracle_fires
 from tests.unit.engine.test_ordering import ALL_RULES
-from udfs.host import MemoryState, MemoryTimerService
+from udfs.host import Counter, MemoryState, MemoryTimerService
 from udfs.model import EngineEvent
 
 MAX_WATERMARK = 2**63 - 1
 
 
 class Metrics:
-    """A metric group: the operator's counters are gauges of counts kept in Python."""
-
     def __init__(self) -> None:
-        self.gauges: dict[str, Callable[[], int]] = {}
+        self.counters: dict[str, Counter] = {}
         self.groups: dict[tuple[str, str], Metrics] = {}
 
-    def gauge(self, name: str, value: Callable[[], int]) -> None:
-        assert name not in self.gauges, f"{name} registered twice"
-        self.gauges[name] = value
+    def counter(self, name: str) -> Counter:
+        return self.counters.setdefault(name, Counter())
 
     def add_group(self, key: str, value: str | None = None) -> Metrics:
         return self.groups.setdefault((key, value), Metrics())
@@ -71,7 +67,7 @@ class Operator:
         return [json.loads(row[2]) for row in self.out if row[0] == KIND_ACTION]
 
     def count(self, name: str) -> int:
-        return self.runtime.metrics.gauges[name]()
+        return self.runtime.metrics.counters[name].count
 
 
 def test_actions_late_rows_and_metrics():
@@ -86,7 +82,7 @@ def test_actions_late_rows_and_metrics():
     assert (action["rule_id"], action["user_id"], action["trigger_ts"]) == ("abs", "u1", 50)
     assert action["detected_at"] == 50  # the event time of the timer, in file replays
     assert (operator.count("processed"), operator.count("late")) == (1, 1)
-    assert operator.runtime.metrics.groups[("rule", "abs")].gauges["actions"]() == 1
+    assert operator.runtime.metrics.groups[("rule", "abs")].counters["actions"].count == 1
     assert set(operator.runtime.states) == {"engine", "activity"}
     assert all(not state.values for state in operator.runtime.states.values())
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from jobs.operators.metrics import BUCKETS_MS, DetectionLatency
+from udfs.host import Counter
 
 
 class Group:
     def __init__(self):
-        self.gauges: dict[str, Callable[[], int]] = {}
+        self.counters: dict[str, Counter] = {}
 
     def add_group(self, name):
         assert name == "detection_latency"
         return self
 
-    def gauge(self, name, value):
-        self.gauges[name] = value
+    def counter(self, name):
+        return self.counters.setdefault(name, Counter())
 
 
 def test_each_action_counts_in_every_bucket_at_or_above_its_latency():
@@ -24,7 +23,7 @@ def test_each_action_counts_in_every_bucket_at_or_above_its_latency():
     latency = DetectionLatency(group)
     for ms in (0, 25, 26, 499, 500, 501, 40_000, -3):
         latency.observe(ms)
-    counts = {name: value() for name, value in group.gauges.items()}
+    counts = {name: c.count for name, c in group.counters.items()}
     assert counts["le_25ms"] == 3  # 0, 25 and -3 (a clock behind event time counts as 0)
     assert counts["le_50ms"] == 4 and counts["le_200ms"] == 4
     assert counts["le_500ms"] == 6 and counts["le_1000ms"] == 7
