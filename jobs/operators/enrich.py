@@ -47,12 +47,15 @@ def enrich_actions(env, actions, config):
 
 
 class EnrichmentMetrics:
-    """ok, missing, unavailable, cache_hits, crm_latency_ms (the latest lookup, a gauge) and
-    crm_latency_ms_total (sum, for averages across subtasks), in the operator's metric group or,
-    with `group`, a group of it (the inline layout's "enrich"); `held` counts actions that
-    waited for their profile (inline layout)."""
+    """ok, missing, unavailable, cache_hits and crm_latency_ms_total (sum, for averages across
+    subtasks), in the operator's metric group or, with `group`, a group of it (the inline
+    layout's "enrich"); `held` counts actions that waited for their profile (inline layout).
 
-    def __init__(self, runtime_context, group: str | None = None):
+    `latest_gauge`: also crm_latency_ms, the latest lookup, a gauge read from Python: only in
+    process mode (the async layout). In thread mode Flink's metrics thread calls the gauge into
+    the task's interpreter, which crashed the TaskManager (SIGSEGV in libpython, PyFlink 2.2.1)."""
+
+    def __init__(self, runtime_context, group: str | None = None, latest_gauge: bool = False):
         metrics = runtime_context.get_metrics_group()
         if group is not None:
             metrics = metrics.add_group(group)
@@ -61,7 +64,8 @@ class EnrichmentMetrics:
         self.held = metrics.counter("held")
         self.latency_total = metrics.counter("crm_latency_ms_total")
         self.last_latency_ms = 0
-        metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
+        if latest_gauge:
+            metrics.gauge("crm_latency_ms", lambda: int(self.last_latency_ms))
 
     def record(self, result) -> None:
         self.outcomes[result.status].inc()
@@ -117,7 +121,7 @@ def async_enrich_function(crm_settings):
             from udfs.crm import build_lookup
 
             self.lookup = build_lookup(self.crm_settings)
-            self.metrics = EnrichmentMetrics(runtime_context)
+            self.metrics = EnrichmentMetrics(runtime_context, latest_gauge=True)
 
         async def async_invoke(self, action):
             result = await self.lookup.alookup(action.user_id)
