@@ -10,11 +10,12 @@ from __future__ import annotations
 import heapq
 import pickle
 import time
+from bisect import insort
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any, Protocol
 
-from udfs.engine import END_OF_TIME, NEW_BUCKET, UNCHANGED, Engine, UserState
+from udfs.engine import END_OF_TIME, NEW_BUCKET, UNCHANGED, Engine, UserState, _event_new, _order
 from udfs.model import EngineEvent, Fire
 from udfs.timing import bucket_end_delay, bucket_end_spread, round_up
 
@@ -132,24 +133,61 @@ class HostState:
 
     `timer`, `ptimer`: the earliest registered event-time and processing-time timers, so an event
     that needs no earlier one registers nothing; `forced`: the event time idle forcing moved the
-    user to (it keeps the state from being empty). Pickled as one flat tuple.
+    user to (it keeps the state from being empty).
+
+    Pickled as `(user, arrived, timer, ptimer, forced)`, where `user` is the UserState pickled
+    on its own and left as bytes until `.user` is read. An event only buffered (`arrive`) goes to
+    `arrived`, which `.user` merges into the engine's buffer: so an element, the most common
+    access, pickles a few small values and copies the rest as bytes, however large the state of
+    a busy user (hundreds of buffered events and sequence steps) has grown.
     """
 
-    __slots__ = ("user", "timer", "ptimer", "forced")
+    __slots__ = ("_user", "_blob", "arrived", "timer", "ptimer", "forced")
 
     def __init__(self, user: UserState | None = None) -> None:
-        self.user = UserState() if user is None else user
+        self._user = UserState() if user is None else user
+        self._blob: bytes | None = None
+        self.arrived: list[EngineEvent] = []
         self.timer: int | None = None
         self.ptimer: int | None = None
         self.forced: int | None = None
 
+    @property
+    def user(self) -> UserState:
+        user = self._user
+        if user is None:
+            user = self._user = pickle.loads(self._blob)
+            self._blob = None
+        if self.arrived:
+            pending = user.pending
+            for event in self.arrived:
+                insort(pending, event, key=_order)
+            self.arrived = []
+        return user
+
+    @user.setter
+    def user(self, user: UserState) -> None:
+        self._user, self._blob, self.arrived = user, None, []
+
+    def arrive(self, event: EngineEvent) -> None:
+        """Buffer an on-time event the engine will match (Engine.accept's buffering, deferred)."""
+        self.arrived.append(event)
+
     def __getstate__(self) -> tuple:
-        return (*self.user.__getstate__(), self.timer, self.ptimer, self.forced)
+        user = self._user
+        blob = self._blob if user is None else pickle.dumps(user, pickle.HIGHEST_PROTOCOL)
+        arrived = [tuple(event) for event in self.arrived]
+        return (blob, arrived, self.timer, self.ptimer, self.forced)
 
     def __setstate__(self, state: tuple) -> None:
-        self.user = UserState.__new__(UserState)
-        self.user.__setstate__(state[:-3])
         self.timer, self.ptimer, self.forced = state[-3:]
+        if len(state) == 5 and (state[0] is None or type(state[0]) is bytes):
+            self._user, self._blob = None, state[0]
+            self.arrived = [_event_new(EngineEvent, item) for item in state[1]]
+            return
+        # The flat layout before (the user's fields, then timer, ptimer, forced).
+        self._user, self._blob, self.arrived = UserState.__new__(UserState), None, []
+        self._user.__setstate__(state[:-3])
 
     def is_empty(self) -> bool:
         return self.forced is None and self.user.is_empty()
@@ -227,13 +265,17 @@ class Host:
             self.late.inc()
             return False
         self.processed.inc()
-        # Without activity_delay (the reference) activity wakes its user at ts + 1 too.
-        if self.engine.accept(host.user, event) or activity:
-            # The wakeup is now min(the old one, ts + 1), and a timer at or before the old one is
-            # registered already (the invariant _register keeps): ts + 1 is all to offer.
-            due = None if activity or not self.idle_fire_after_ms else event.ts + 1
-            self._register(timers, host, event.ts + 1, due, now)
-            self.state.update(host)
+        if activity:
+            # Without activity_delay (the reference) activity stays in the UserState and wakes
+            # its user at ts + 1 too.
+            self.engine.accept(host.user, event)
+        else:
+            host.arrive(event)  # what Engine.accept does with it, without unpickling the user
+        # The wakeup is now min(the old one, ts + 1), and a timer at or before the old one is
+        # registered already (the invariant _register keeps): ts + 1 is all to offer.
+        due = None if activity or not self.idle_fire_after_ms else event.ts + 1
+        self._register(timers, host, event.ts + 1, due, now)
+        self.state.update(host)
         return True
 
     def _on_activity(self, timers, key: str, event: EngineEvent, watermark: float) -> bool:

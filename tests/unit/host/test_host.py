@@ -148,11 +148,12 @@ def test_activity_moves_a_deadline_whenever_the_user_advances_next():
     assert host.watermark(35) == [("sil", "u1", 35, ("s",), 35)]
 
 
-def test_state_is_pickled_flat_and_the_engine_keeps_no_host_fields():
+def test_state_pickles_the_user_apart_and_the_engine_keeps_no_host_fields():
     state = HostState()
     state.timer, state.ptimer, state.forced = 5, 6, 7
     state.user.pending.append(EngineEvent(1, "e", "a", None, {}))
-    assert state.__getstate__() == (state.user.pending, {}, {}, [], 5, 6, 7)
+    blob, arrived, *rest = state.__getstate__()
+    assert pickle.loads(blob).pending == state.user.pending and arrived == [] and rest == [5, 6, 7]
     copy = pickle.loads(pickle.dumps(state))
     assert (copy.timer, copy.ptimer, copy.forced, copy.user.pending) == (
         5,
@@ -232,6 +233,21 @@ def test_idle_forcing_after_the_input_stops_equals_the_final_watermark(raw, boun
         host.clock(START + second * 1_000)
     got = sorted((rule, user, ts, ids) for rule, user, ts, ids, _ in host.fires)
     assert got == oracle_fires(ALL_RULES, events)
+
+
+def test_an_event_buffered_between_advances_leaves_the_user_pickled_until_it_is_read():
+    """The element path of a busy user: its UserState (hundreds of buffered events and sequence
+    steps) is copied as bytes, not unpickled and pickled again; `.user` merges what arrived in
+    the engine's (ts, event_id) order."""
+    state = HostState()
+    state.user.pending[:] = [EngineEvent(10, "b", "a", None, {}), EngineEvent(30, "d", "a", None, {})]
+    copy = pickle.loads(pickle.dumps(state))
+    copy.arrive(EngineEvent(20, "c", "a", None, {}))
+    copy.arrive(EngineEvent(10, "a", "a", None, {}))
+    again = pickle.loads(pickle.dumps(copy))
+    assert again._user is None and type(again._blob) is bytes  # never unpickled on the way
+    assert [e.event_id for e in again.user.pending] == ["a", "b", "c", "d"]
+    assert again.arrived == [] and type(again.user.pending[0]) is EngineEvent
 
 
 def test_state_saved_before_goals_existed_restores_with_no_open_outcomes():
