@@ -94,6 +94,7 @@ class DetectMoments(KeyedProcessFunction):
 
     def process_element(self, value, ctx):
         if self.decode_rows:
+            value = tuple(value)  # a PyFlink Row's __getitem__ is a Python call per field read
             user_id, raw = value[p.USER_ID], value[p.VALUE]
             self.events_in.inc()
             event = decode_payload(value, self.max_future_ms)

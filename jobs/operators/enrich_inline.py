@@ -50,6 +50,7 @@ class EnrichingDetectMoments(DetectMoments):
         )
 
     def process_element(self, value, ctx):
+        value = tuple(value)  # a PyFlink Row's __getitem__ is a Python call per field read
         if self.prefetch_events:
             event_type = _event_type(value)
             if event_type is None or not self.engine.is_activity(event_type):
