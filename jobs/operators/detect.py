@@ -27,10 +27,9 @@ class DetectMoments(KeyedProcessFunction):
     """The rule engine per user in Flink: udfs/host.py's Host over keyed state and Flink's timers.
 
     Keyed state: "engine" holds a HostState per user and "activity" its activity buckets with the
-    idle-forced time, `(buckets, forced)`, apart; both are pickled (a change of their layout
-    needs a fresh start, not a restore). Late events go to LATE_TAG; with `decode_rows`, records
-    are decoded here and invalid ones go to DLQ_TAG. detected_at: wall-clock ms, or for file
-    replays (`event_time_detected_at`) the event time of the timer that fired.
+    idle-forced time, `(buckets, forced)`, apart; both pickled. Late events go to LATE_TAG; with
+    `decode_rows`, records are decoded here and invalid ones go to DLQ_TAG. detected_at:
+    wall-clock ms, or for file replays (`event_time_detected_at`) the timer's event time.
     """
 
     def __init__(
