@@ -1,0 +1,136 @@
+"""The detect operator's own Python work per call, without Flink: microseconds per element and
+timer, and with --profile where they go (cProfile, by internal time).
+
+    .venv/bin/python bench/operator_bench.py [--events 100000] [--users 100000]
+        [--watermark-every 320] [--profile]
+
+Drives jobs.operators.DetectMoments, the class the Kafka-mode job runs, over udfs.generator's
+stream (seed 7, 5,000 events/s of event time, out of order by up to 1.5 s, Zipf s = 1.1) with
+examples/rules.yaml, through udfs/host.py's memory timer service and memory state pickled as
+Flink's PICKLED_BYTE_ARRAY state is. Each record is a Kafka-mode payload row (jobs/connectors/
+payload.py) the JVM decoded; a quarter of the activity events (types only a silence rule reads)
+pass, about what the JVM activity filter lets through. The watermark (max ts - 2 s) moves every
+`--watermark-every` rows (in the Flink job it moves every 50 ms: a few hundred rows at 20k
+events/s). What this leaves out is PyFlink's share of a call (row conversion, its state and
+timer wrappers, the JVM): a Flink job's call costs about twice this (bench/README.md, "Where the
+detect thread's time goes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pyflink.common import Row  # noqa: E402
+
+from jobs.operators import DetectMoments  # noqa: E402
+from schemas.rules import load_rules  # noqa: E402
+from udfs.engine import Engine  # noqa: E402
+from udfs.generator import GeneratorSettings, generate  # noqa: E402
+from udfs.host import Counter, MemoryState, MemoryTimerService  # noqa: E402
+
+BOUND_MS = 2_000
+
+
+class Metrics:
+    def counter(self, name: str) -> Counter:
+        return Counter()
+
+    def add_group(self, *names) -> Metrics:
+        return self
+
+
+class RuntimeContext:
+    def __init__(self, service: MemoryTimerService):
+        self.service = service
+
+    def get_state(self, descriptor) -> MemoryState:
+        return MemoryState(self.service, pickled=True)
+
+    def get_metrics_group(self) -> Metrics:
+        return Metrics()
+
+
+def payload_rows(events: int, users: int, engine: Engine) -> list[Row]:
+    settings = GeneratorSettings(
+        users=users, events=events, seed=7, events_per_second=5_000, out_of_order_ms=1_500
+    )
+    sample = random.Random(1)
+    rows = []
+    for event in generate(settings):
+        if engine.is_activity(event["event_type"]) and sample.random() > 0.25:
+            continue
+        properties = json.dumps(event.get("properties") or {})
+        raw = json.dumps(event).encode()
+        rows.append(
+            Row(event["user_id"], raw, "events", 0, 0, True, event["event_id"],
+                event["event_type"], event["ts"], event.get("device"), properties)
+        )  # fmt: skip
+    return rows
+
+
+def run(operator: DetectMoments, service: MemoryTimerService, rows, every: int) -> dict:
+    calls = {"elements": 0, "timers": 0, "outputs": 0}
+    max_ts = 0
+
+    def advance(watermark: int) -> None:
+        for timestamp in service.advance_watermark(watermark):
+            calls["timers"] += 1
+            calls["outputs"] += sum(1 for _ in operator.on_timer(timestamp, service))
+
+    for index, row in enumerate(rows):
+        service.key = row[0]
+        calls["outputs"] += sum(1 for _ in operator.process_element(row, service))
+        calls["elements"] += 1
+        max_ts = max(max_ts, row[8])
+        if index % every == 0:
+            advance(max_ts - BOUND_MS)
+    advance(2**62)
+    return calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--watermark-every", type=int, default=320)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    rules = load_rules(ROOT / "examples" / "rules.yaml")
+    rows = payload_rows(args.events, args.users, Engine(rules))
+    service = MemoryTimerService(now=0)
+    operator = DetectMoments(rules, state_ttl_ms=86_400_000, decode_rows=True)
+    operator.open(RuntimeContext(service))
+    profile = cProfile.Profile() if args.profile else None
+    start = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    calls = run(operator, service, rows, args.watermark_every)
+    seconds = time.perf_counter() - start
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    python_calls = calls["elements"] + calls["timers"]
+    result = {
+        "events": args.events,
+        "rows": len(rows),
+        **calls,
+        "seconds": round(seconds, 3),
+        "us_per_call": round(1e6 * seconds / python_calls, 1),
+        "profiled": args.profile,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
