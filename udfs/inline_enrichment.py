@@ -26,7 +26,7 @@ from udfs.host import TimerContext, ValueState, wall_clock_ms
 RECHECK_AFTER_MS = (5, 25)
 LOOKUP_END_SLACK_MS = 5
 #: Users remembered as holding nothing before the set starts over (memory bound).
-MAX_KNOWN_EMPTY = 1_000_000
+MAX_KNOWN_EMPTY = 200_000  # ~15 MB of user ids; beyond, a re-read per user
 TIMED_OUT = LookupResult("unavailable", reason="timeout")
 FAILING = LookupResult("unavailable", reason="crm failing")
 
