@@ -118,6 +118,14 @@ class RunningJob:
         names = ("detect.events_in", "activity.skipped", "activity.held")
         return sum(metrics.get(name, 0) for name in names)
 
+    @classmethod
+    def counts_add_up(cls, metrics: dict[str, float], records: int) -> bool:
+        """The metrics cover `records` (records_in) and add up: detect.events_in = processed +
+        invalid + late. A metrics fetch can land inside an element's call, between its events_in
+        and its late or invalid count: wait for this, not for records_in alone."""
+        parts = sum(metrics.get(f"detect.{n}", 0) for n in ("processed", "invalid", "late"))
+        return cls.records_in(metrics) == records and metrics.get("detect.events_in") == parts
+
     def metrics_matching(self, prefixes: tuple[str, ...], suffix: str = "") -> dict[str, float]:
         """Metrics whose id starts with one of `prefixes` and ends with `suffix`, summed."""
         job = self.job_id()

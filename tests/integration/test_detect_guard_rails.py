@@ -141,7 +141,7 @@ def kafka_run(inputs, kafka_bootstrap, kafka_admin, tmp_path_factory):
         wait_for_backlog(job, readers["actions"], len(expected))
         total = len(first) + len(rest)
         metrics = wait_for(
-            lambda: job.records_in(m := job.metrics()) == total and m,
+            lambda: job.counts_add_up(m := job.metrics(), total) and m,
             timeout=60,
             interval=0.5,
             message="metrics covering every record",

@@ -128,7 +128,7 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
         total = len(lines) + len(late_lines) + len(live)
         result["total_in"] = total
         result["metrics"] = wait_for(
-            lambda: job.records_in(m := job.metrics()) == total and m,
+            lambda: job.counts_add_up(m := job.metrics(), total) and m,
             timeout=30,
             interval=0.5,
             message="metrics covering every record",
