@@ -67,7 +67,7 @@ class UserState:
         # Buffered events as plain tuples: a hot user buffers hundreds within the out-of-order
         # bound, and the state is pickled on every access; a NamedTuple pickles through
         # __reduce_ex__ and a Python-level __new__ per event, about 2x the cost of the rest.
-        pending = [tuple(event) for event in self.pending]
+        pending = events_as_tuples(self.pending)
         if self.version is None:
             return (pending, self.rules, self.activity, self.outcomes)
         return (pending, self.rules, self.activity, self.outcomes, self.version)
@@ -77,7 +77,7 @@ class UserState:
         # without a rules history has no version; state saved before plain tuples holds
         # EngineEvents already (tuple.__new__ takes either).
         (pending, self.rules, self.activity, *rest) = state
-        self.pending = [_event_new(EngineEvent, item) for item in pending]
+        self.pending = events_from_tuples(pending)
         self.outcomes = rest[0] if rest else []
         self.version = rest[1] if len(rest) > 1 else None
 
@@ -92,8 +92,23 @@ class UserState:
         )
 
 
-_event_new = tuple.__new__  # EngineEvent from a plain tuple, at C speed (no field checks)
 _order = itemgetter(0, 1)  # (ts, event_id): the order a user's events are matched in
+_event_new = tuple.__new__  # EngineEvent from a plain tuple, at C speed (no field checks)
+
+
+def buffer_event(pending: list[EngineEvent], event: EngineEvent) -> None:
+    """Keep `event` in a user's buffer (UserState.pending), in matching order."""
+    insort(pending, event, key=_order)
+
+
+def events_as_tuples(events: list[EngineEvent]) -> list[tuple]:
+    """Events in the form they are pickled in: plain tuples (see UserState.__getstate__)."""
+    return [tuple(event) for event in events]
+
+
+def events_from_tuples(items: list[tuple]) -> list[EngineEvent]:
+    """The inverse of events_as_tuples (EngineEvents, as older state holds, pass unchanged)."""
+    return [_event_new(EngineEvent, item) for item in items]
 
 
 class Engine:
@@ -128,7 +143,7 @@ class Engine:
         """Keep an on-time event; whether the state changed (an activity event between the
         earliest and the latest of its bucket changes nothing), so a host can skip a write."""
         if self.filtered_types is None or event.event_type in self.filtered_types:
-            insort(state.pending, event, key=_order)
+            buffer_event(state.pending, event)
             return True
         return self.add_activity(state.activity, event) != UNCHANGED
 

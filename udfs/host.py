@@ -10,12 +10,20 @@ from __future__ import annotations
 import heapq
 import pickle
 import time
-from bisect import insort
 from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any, Protocol
 
-from udfs.engine import END_OF_TIME, NEW_BUCKET, UNCHANGED, Engine, UserState, _event_new, _order
+from udfs.engine import (
+    END_OF_TIME,
+    NEW_BUCKET,
+    UNCHANGED,
+    Engine,
+    UserState,
+    buffer_event,
+    events_as_tuples,
+    events_from_tuples,
+)
 from udfs.model import EngineEvent, Fire
 from udfs.timing import bucket_end_delay, bucket_end_spread, round_up
 
@@ -159,9 +167,8 @@ class HostState:
             user = self._user = pickle.loads(self._blob)
             self._blob = None
         if self.arrived:
-            pending = user.pending
             for event in self.arrived:
-                insort(pending, event, key=_order)
+                buffer_event(user.pending, event)
             self.arrived = []
         return user
 
@@ -176,14 +183,13 @@ class HostState:
     def __getstate__(self) -> tuple:
         user = self._user
         blob = self._blob if user is None else pickle.dumps(user, pickle.HIGHEST_PROTOCOL)
-        arrived = [tuple(event) for event in self.arrived]
-        return (blob, arrived, self.timer, self.ptimer, self.forced)
+        return (blob, events_as_tuples(self.arrived), self.timer, self.ptimer, self.forced)
 
     def __setstate__(self, state: tuple) -> None:
         self.timer, self.ptimer, self.forced = state[-3:]
         if len(state) == 5 and (state[0] is None or type(state[0]) is bytes):
             self._user, self._blob = None, state[0]
-            self.arrived = [_event_new(EngineEvent, item) for item in state[1]]
+            self.arrived = events_from_tuples(state[1])
             return
         # The flat layout before (the user's fields, then timer, ptimer, forced).
         self._user, self._blob, self.arrived = UserState.__new__(UserState), None, []
