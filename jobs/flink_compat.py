@@ -66,11 +66,13 @@ def jvm_object(class_name: str, *args):
     return _jvm_class(class_name)(*args)
 
 
-def key_by_first_field(stream, row_type, jvm_process=None):
+def key_by_first_field(stream, row_type, jvm_process=None, jvm_operator=None):
     """`stream` keyed in the JVM on its rows' first field: PyFlink's `key_by` would run a Python
     operator per record to compute the key. `jvm_process`: `(function, name)`, a JVM keyed
     process function (rows of `row_type` in and out) run in its own task, then keyed again on
-    the same key without another shuffle. Returns a PyFlink KeyedStream."""
+    the same key without another shuffle. `jvm_operator`: `(operator, name)`, a JVM keyed
+    operator after it (rows of `row_type` in and out), chained to what comes next. Returns a
+    PyFlink KeyedStream."""
     from pyflink.common import Types
     from pyflink.datastream.data_stream import KeyedStream
 
@@ -84,6 +86,12 @@ def key_by_first_field(stream, row_type, jvm_process=None):
         j_processed = j_processed.disableChaining()
         j_keyed = _jvm_class(DATA_STREAM_UTILS).reinterpretAsKeyedStream(
             j_processed, jvm_object(KEY_SELECTOR), key_type
+        )
+    if jvm_operator is not None:
+        operator, name = jvm_operator
+        j_transformed = j_keyed.transform(name, j_row_type, operator).uid(name)
+        j_keyed = _jvm_class(DATA_STREAM_UTILS).reinterpretAsKeyedStream(
+            j_transformed, jvm_object(KEY_SELECTOR), key_type
         )
     return KeyedStream(j_keyed, row_type, stream)
 

@@ -109,13 +109,14 @@ class RunningJob:
 
     def metrics(self) -> dict[str, float]:
         """Every user metric of the job summed over subtasks, e.g. {"detect.events_in": 12}."""
-        return self.metrics_matching(("decode.", "detect.", "enrich.", "activity."))
+        return self.metrics_matching(("decode.", "detect.", "enrich.", "activity.", "release."))
 
     @staticmethod
     def records_in(metrics: dict[str, float]) -> float:
-        """Records the job took in Kafka mode: those the detect operator got, and those the JVM
-        activity filter skipped or holds (udfs/jvm CollapseActivity)."""
-        names = ("detect.events_in", "activity.skipped", "activity.held")
+        """Records the job took in Kafka mode: the events the detect operator got, those the JVM
+        activity filter skipped or holds (udfs/jvm CollapseActivity) and those the release
+        operator holds (udfs/jvm ReleaseOnWatermark)."""
+        names = ("detect.events_in", "activity.skipped", "activity.held", "release.held")
         return sum(metrics.get(name, 0) for name in names)
 
     @classmethod

@@ -46,6 +46,7 @@ class TimerService(Protocol):
 
     def current_watermark(self) -> int: ...
     def register_event_time_timer(self, timestamp: int) -> None: ...
+    def delete_event_time_timer(self, timestamp: int) -> None: ...
     def register_processing_time_timer(self, timestamp: int) -> None: ...
     def delete_processing_time_timer(self, timestamp: int) -> None: ...
 
@@ -303,6 +304,44 @@ class Host:
             self.activity.update((buckets, forced))
         return True
 
+    def on_release(
+        self, ctx: TimerContext, events: list[EngineEvent], watermark_to: int
+    ) -> tuple[list[int], list[Fire], int]:
+        """Events of the current user (activity too) that the JVM held until the watermark passed
+        them, released as it moves to `watermark_to` (udfs/jvm ReleaseOnWatermark), which reaches
+        this operator right after them: each is kept unless late (below the user's forced time;
+        the watermark here is still the one before), then the user is matched up to
+        `watermark_to`, as its event-time timer at ts + 1 (or its bucket's end) would match it
+        once that watermark arrived. Returns the indexes of the late events, the fires and their
+        detected_at (as `on_timer`)."""
+        now = self.clock()
+        timers = ctx.timer_service()
+        watermark = self._watermark(timers, now)
+        if self.idle_fire_after_ms:
+            self.input_seen_at = now
+        host, had_activity = self._load()
+        if host is None:
+            host = HostState()
+        late, user, accept = [], host.user, self.engine.accept
+        for index, event in enumerate(events):
+            if is_late(event.ts, watermark, host.forced):
+                self.late.inc()
+                late.append(index)
+            else:
+                self.processed.inc()
+                accept(user, event)  # activity too: matched below, its bucket dropped
+        if host.timer is not None and host.timer <= watermark_to:
+            # What it was for is done here: its callback would only find nothing due.
+            timers.delete_event_time_timer(host.timer)
+            host.timer = None
+        self.event_time = max(watermark, watermark_to)
+        key = ctx.get_current_key() if self.engine.rollout.partial else None
+        fires = self._event_timer(host, watermark_to, watermark, key)
+        detected_at = max(watermark_to, 0) if self.event_time_detected_at else now
+        self.event_time = event_time(self.event_time, host.forced)
+        self._store(ctx, timers, host, now, had_activity)
+        return late, fires, detected_at
+
     def on_timer(self, ctx: TimerContext, timestamp: int) -> tuple[list[Fire], int]:
         """A timer of the current user fired: the fires, and their detected_at (wall-clock ms,
         or with `event_time_detected_at` the event-time timer's time)."""
@@ -487,14 +526,19 @@ class MemoryTimerService:
     def register_processing_time_timer(self, timestamp: int) -> None:
         self._register(self._processing, timestamp)
 
+    def delete_event_time_timer(self, timestamp: int) -> None:
+        """Flink's: the current key's event-time timer at `timestamp` will not fire."""
+        if self._latest is not None and self._latest.get(self.key) == timestamp:
+            del self._latest[self.key]
+        self._delete(self._event, timestamp)
+
     def delete_processing_time_timer(self, timestamp: int) -> None:
         """Flink's: the current key's timer at `timestamp` will not fire (none: nothing)."""
-        heap, registered = self._processing
-        entry = (timestamp, self.key)
-        if entry in registered:
-            registered.discard(entry)
-            heap.remove(entry)
-            heapq.heapify(heap)
+        self._delete(self._processing, timestamp)
+
+    def _delete(self, timers: tuple[list, set], timestamp: int) -> None:
+        # Left in the heap (removing it is O(n)); `_fire` skips what is no longer registered.
+        timers[1].discard((timestamp, self.key))
 
     def _register(self, timers: tuple[list, set], timestamp: int) -> None:
         heap, registered = timers
@@ -523,6 +567,8 @@ class MemoryTimerService:
         latest = self._latest if domain is TimeDomain.EVENT_TIME else None
         while heap and heap[0][0] <= limit:
             entry = heapq.heappop(heap)
+            if entry not in registered:
+                continue  # deleted
             registered.discard(entry)
             if latest is not None:
                 if latest.get(entry[1]) != entry[0]:

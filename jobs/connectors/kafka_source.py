@@ -19,8 +19,11 @@ from jobs.connectors.prefilter import (
 )
 from jobs.connectors.sql import interval_sql, sql_string
 from udfs.decode import DEFAULT_MAX_FUTURE_MS
+from udfs.timing import TIMER_GRID_MS
 
 ACTIVITY_FILTER_CLASS = "dev.micromoments.flink.CollapseActivity"  # udfs/jvm
+RELEASE_CLASS = "dev.micromoments.flink.ReleaseOnWatermark"
+RELEASE_OPERATOR_CLASS = "dev.micromoments.flink.ReleaseOperator"
 _STARTUP_MODE = {
     "earliest": "earliest-offset",
     "latest": "latest-offset",
@@ -83,8 +86,9 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config):
     """The events topic keyed by user in the JVM, each record decoded in Flink SQL when it is
     certainly valid (keyed_records_query); with the JVM prefilter on, valid events no rule reads
     are dropped there too, and with a silence rule the JVM activity filter passes on only the
-    activity the engine would keep. Returns a KeyedStream of payload Rows: the keyed Python
-    operator is the only one each record meets."""
+    activity the engine would keep; unless `release_flush_ms` is None, the JVM release
+    operator holds each event a rule reads until the watermark passes it. Returns a KeyedStream
+    of payload Rows: the keyed Python operator is the only Python one each record meets."""
     from udfs.engine import Engine
 
     t_env.get_config().set("table.exec.source.idle-timeout", f"{config.source_idle_timeout_ms} ms")
@@ -102,7 +106,42 @@ def kafka_keyed_records(t_env: StreamTableEnvironment, config):
     flink_compat.set_output_type(stream, row_type)  # before any use
     collapse = activity_filter(engine, config, row_type) if filters else None
     jvm_process = None if collapse is None else (collapse, "activity")
-    return flink_compat.key_by_first_field(stream, row_type, jvm_process)
+    release = release_operator(config, row_type)
+    jvm_operator = None if release is None else (release, "release")
+    return flink_compat.key_by_first_field(stream, row_type, jvm_process, jvm_operator)
+
+
+def release_flush_ms(config) -> int | None:
+    """The JVM release operator's idle flush (udfs/jvm ReleaseOnWatermark; 0: never), or None
+    when events are not held in the JVM. A held event reaches Python at the latest 2 x flush +
+    one timer step after the watermark's last move, and Python forces an idle user's event time
+    idle_fire_after after it: the flush leaves that a margin of three timer steps (records
+    crossing tasks may wait for a network buffer's timeout). Off with live rules (their operator
+    switches versions at each event's time) and when the CRM prefetches on arriving events
+    (holding them would start each lookup a watermark bound later)."""
+    if not (config.kafka_mode and config.jvm_release and config.jvm_prefilter):
+        return None
+    if config.rules_topic or (config.crm.backend != "none" and config.crm.prefetch == "events"):
+        return None
+    idle = config.idle_fire_after_ms
+    if idle is None:
+        return 0
+    flush = (idle - 4 * TIMER_GRID_MS) // 2
+    return flush if flush > 0 else None
+
+
+def release_operator(config, row_type):
+    """The JVM release operator (udfs/jvm ReleaseOperator over ReleaseOnWatermark), or None."""
+    flush = release_flush_ms(config)
+    if flush is None:
+        return None
+    function = flink_compat.jvm_object(
+        RELEASE_CLASS,
+        flush,
+        config.state_ttl_ms,
+        row_type.get_java_type_info(),
+    )
+    return flink_compat.jvm_object(RELEASE_OPERATOR_CLASS, function)
 
 
 def activity_filter(engine, config, row_type):

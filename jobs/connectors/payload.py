@@ -19,8 +19,14 @@ PAYLOAD_FIELDS: tuple[tuple[str, str], ...] = (
     ("ts", "BIGINT"),
     ("device", "STRING"),
     ("properties", "STRING"),  # JSON text
+    # Set by the JVM's release operator (udfs/jvm ReleaseOnWatermark), NULL from SQL. release:
+    # NULL for an ordinary record, else the watermark its user is matched up to; batch: the
+    # user's other released events, packed (a JSON array), or NULL.
+    ("release", "BIGINT"),
+    ("batch", "STRING"),
 )
 TABLE_COLUMNS = frozenset({"value", "topic", "partition", "offset"})
+JVM_COLUMNS = frozenset({"release", "batch"})  # NULL in SQL, set by a JVM operator
 INDEX = {name: i for i, (name, _) in enumerate(PAYLOAD_FIELDS)}
 
 USER_ID = INDEX["user_id"]
@@ -34,11 +40,20 @@ EVENT_TYPE = INDEX["event_type"]
 TS = INDEX["ts"]
 DEVICE = INDEX["device"]
 PROPERTIES = INDEX["properties"]
+RELEASE = INDEX["release"]
+BATCH = INDEX["batch"]
 
 
 def sql_row(decoded: str = "d") -> str:
     """The payload as a SQL ROW constructor over the events table and the decoder's result."""
-    columns = (f"`{n}`" if n in TABLE_COLUMNS else f"{decoded}.{n}" for n, _ in PAYLOAD_FIELDS)
+    columns = (
+        f"`{n}`"
+        if n in TABLE_COLUMNS
+        else f"CAST(NULL AS {t})"
+        if n in JVM_COLUMNS
+        else f"{decoded}.{n}"
+        for n, t in PAYLOAD_FIELDS
+    )
     return f"ROW({', '.join(columns)})"
 
 

@@ -163,9 +163,7 @@ class DetectConfig(Options):
         group=TIMING,
         ge=1,
     )
-    parallelism: int | None = option(
-        None, "parallelism of the job", metavar="N", group=RUNTIME, ge=1
-    )
+    parallelism: int | None = option(None, "job parallelism", metavar="N", group=RUNTIME, ge=1)
     execution_mode: Literal["process", "thread"] = option(
         "thread",
         "PyFlink Python execution mode (thread: in the JVM via PEMJA, faster)",
@@ -176,6 +174,13 @@ class DetectConfig(Options):
         "every record to Python (default: the JVM skips events no rule reads, and with a "
         "silence rule the activity the engine would not keep)",
         flag="--no-jvm-prefilter",
+        group=RUNTIME,
+    )
+    jvm_release: bool = option(
+        True,
+        "Python buffers each event a rule reads for a timer (default: the JVM holds it until "
+        "the watermark passes it; off with --rules-topic or CRM_PREFETCH=events)",
+        flag="--no-jvm-release",
         group=RUNTIME,
     )
     enrichment_layout: Literal["inline", "sync", "async"] = option(
@@ -214,9 +219,7 @@ class DetectConfig(Options):
         repeatable=True,
         group=RUNTIME,
     )
-    rest_port: int | None = option(
-        None, "local MiniCluster REST port", metavar="PORT", group=RUNTIME
-    )
+    rest_port: int | None = option(None, "MiniCluster REST port", metavar="PORT", group=RUNTIME)
     flink_conf: tuple[str, ...] = option(
         (),
         "any other Flink configuration option (repeatable)",

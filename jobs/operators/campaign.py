@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import TimeDomain
 from pyflink.datastream.state import ValueStateDescriptor
 
 from jobs.operators.rows import KIND_OUTCOME, KIND_SUPPRESSED
@@ -51,16 +50,16 @@ class CampaignOperator:
             counter = self._counters[key] = counter
         counter.inc()
 
-    def on_timer(self, operator, ctx, fires, detected_at: int):
-        """A timer of the detect `operator`: its actions (enriched, or held for their profile
-        by `operator.enrich_now`) and goal results through the step; a processing-time timer
-        may also be the campaign's idle forcing."""
+    def on_timer(self, operator, ctx, fires, detected_at: int, processing: bool = False):
+        """A timer of the detect `operator` (or a release of held events): its actions
+        (enriched, or held for their profile by `operator.enrich_now`) and goal results through
+        the step; a `processing`-time timer may also be the campaign's idle forcing."""
         user_id = ctx.get_current_key()
         actions, goals = self.split(fires, lambda f: operator._action(user_id, f, detected_at))
         actions = operator.enrich_now(ctx, actions)
         event_time = self.floor(operator, user_id, self.host.event_time)
         yield from self.run(ctx, user_id, actions, goals, event_time)
-        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+        if processing:
             yield from self.on_processing_timer(ctx, user_id)
 
     @staticmethod

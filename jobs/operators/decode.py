@@ -5,6 +5,7 @@ in the detect operator, trusting the fields the JVM vouched for.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -107,6 +108,26 @@ def decode_payload(row, max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> En
     if event.user_id != row[p.USER_ID]:
         return "user_id: read differently by Flink SQL (the stream's key) and the decoder"
     return EngineEvent.from_event(event)
+
+
+def released_events(batch: str | None, event: EngineEvent, raw) -> tuple[list[EngineEvent], list]:
+    """A release's events (udfs/jvm ReleaseOnWatermark): those packed in `batch` (a JSON array of
+    `[ts, event_id, event_type, device, properties, raw value in base64]`, as decode_payload
+    reads the same fields) and the record's own `event`; and their raw values, for
+    `released_raw` (only a late one is ever read)."""
+    if batch is None:
+        return [event], [raw]
+    items = json.loads(batch)
+    events = [EngineEvent(i[0], i[1], i[2], i[3], i[4] or {}) for i in items]
+    events.append(event)
+    raws = [i[5] for i in items]
+    raws.append(raw)
+    return events, raws
+
+
+def released_raw(raw: bytes | str) -> bytes:
+    """A raw value from `released_events`: bytes, or base64 text from a batch."""
+    return base64.b64decode(raw) if isinstance(raw, str) else raw
 
 
 def _now_ms() -> int:

@@ -7,11 +7,12 @@ from __future__ import annotations
 from pyflink.common import Row
 from pyflink.common.time import Time
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction
+from pyflink.datastream import KeyedProcessFunction, TimeDomain
 from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from jobs.connectors import payload as p
-from jobs.operators.decode import decode_payload
+from jobs.operators.campaign import CampaignOperator
+from jobs.operators.decode import decode_payload, released_events, released_raw
 from jobs.operators.metrics import DetectionLatency
 from jobs.operators.rows import DLQ_TAG, KIND_ACTION, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.rules import Rule
@@ -22,15 +23,14 @@ from udfs.engine import Engine
 from udfs.host import Host, spread_bucket_ends
 from udfs.model import EngineEvent
 
+PROCESSING_TIME = TimeDomain.PROCESSING_TIME
+
 
 class DetectMoments(KeyedProcessFunction):
     """The rule engine per user in Flink: udfs/host.py's Host over keyed state and Flink's timers.
-
-    Keyed state: "engine" holds a HostState per user and "activity" its activity buckets with the
-    idle-forced time, `(buckets, forced)`, apart; both pickled. Late events go to LATE_TAG; with
-    `decode_rows`, records are decoded here and invalid ones go to DLQ_TAG. detected_at:
-    wall-clock ms, or for file replays (`event_time_detected_at`) the timer's event time.
-    """
+    Keyed state (pickled): "engine", a HostState per user; "activity", `(buckets, forced)`. Late
+    events go to LATE_TAG; with `decode_rows`, records are decoded here and invalid ones go to
+    DLQ_TAG. detected_at: wall-clock ms, or for file replays the timer's event time."""
 
     def __init__(
         self,
@@ -47,27 +47,11 @@ class DetectMoments(KeyedProcessFunction):
         self.state_ttl_ms = state_ttl_ms
         self.idle_fire_after_ms = idle_fire_after_ms
         self.event_time_detected_at = event_time_detected_at
-        self.emit_json = emit_json
-        self.decode_rows = decode_rows
+        self.emit_json, self.decode_rows = emit_json, decode_rows
 
     def open(self, runtime_context) -> None:
         engine = self.engine = Engine(self.rules)
-        ttl = (
-            StateTtlConfig.new_builder(Time.milliseconds(self.state_ttl_ms))
-            .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-            .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-            # The TTL is a safety net (empty state is cleared): no per-access cleanup work on
-            # the heap backend (profiled: ~15% of the operator's JVM time); checkpoints and
-            # reads still drop expired entries.
-            .disable_cleanup_in_background()
-            .cleanup_full_snapshot()
-            .build()
-        )
-        states = []
-        for name in ("engine", "activity"):
-            descriptor = ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())
-            descriptor.enable_time_to_live(ttl)
-            states.append(runtime_context.get_state(descriptor))
+        states = keyed_states(runtime_context, self.state_ttl_ms, "engine", "activity")
         metrics = runtime_context.get_metrics_group()
         self.host = Host(
             engine,
@@ -81,17 +65,17 @@ class DetectMoments(KeyedProcessFunction):
             self.events_in = metrics.counter("events_in")
             self.invalid = metrics.counter("invalid")
         self.timers = metrics.counter("timers")  # timer callbacks: Python calls besides elements
+        self.processing_timers = metrics.counter("processing_timers")  # of them
         self.actions = {
             rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
         self.latency = None if self.event_time_detected_at else DetectionLatency(metrics)
-        self.campaign = None
+        self.campaign: CampaignOperator | None = None
         if CampaignStep(engine).active:
-            from jobs.operators.campaign import CampaignOperator
-
             self.campaign = CampaignOperator(engine, self.host, runtime_context)
 
     def process_element(self, value, ctx):
+        release = None
         if self.decode_rows:
             value = tuple(value)  # a PyFlink Row's __getitem__ is a Python call per field read
             user_id, raw = value[p.USER_ID], value[p.VALUE]
@@ -103,16 +87,36 @@ class DetectMoments(KeyedProcessFunction):
                 where["offset"] = value[p.OFFSET]
                 yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, event, **where))
                 return
+            release = value[p.RELEASE]
         else:
             user_id, event, raw = value
-        if not self.host.on_event(ctx, user_id, event):
+        if release is not None:
+            yield from self._released(ctx, user_id, event, raw, release, value[p.BATCH])
+        elif not self.host.on_event(ctx, user_id, event):
             yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(raw))
+
+    def _released(self, ctx, user_id: str, event: EngineEvent, raw, release: int, batch):
+        """A user's events the JVM held until the watermark `release` passed them (udfs/jvm
+        ReleaseOnWatermark): this record's and those packed in `batch`, matched now."""
+        events, raws = released_events(batch, event, raw)
+        self.events_in.inc(len(events) - 1)  # events in, not records
+        late, fires, detected_at = self.host.on_release(ctx, events, release)
+        for index in late:
+            yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(released_raw(raws[index])))
+        yield from self._outputs(ctx, fires, detected_at)
 
     def on_timer(self, timestamp: int, ctx):
         self.timers.inc()
         fires, detected_at = self.host.on_timer(ctx, timestamp)
+        processing = ctx.time_domain() == PROCESSING_TIME
+        if processing:
+            self.processing_timers.inc()
+        yield from self._outputs(ctx, fires, detected_at, processing)
+
+    def _outputs(self, ctx, fires, detected_at: int, processing: bool = False):
+        """The output rows of the current user's fires (a timer's, or a release's)."""
         if self.campaign is not None:
-            yield from self.campaign.on_timer(self, ctx, fires, detected_at)
+            yield from self.campaign.on_timer(self, ctx, fires, detected_at, processing)
             return
         if not fires:
             return
@@ -137,8 +141,27 @@ class DetectMoments(KeyedProcessFunction):
         return None
 
     def enrich_now(self, ctx, actions: list) -> list:
-        """The actions whose profile is known now, in order (the rest are held): all of them
-        here, where enrichment is skipped or comes after this operator."""
+        """The actions whose profile is known now, in order (the rest are held): all, here."""
         return actions
 
     _decode = staticmethod(decode_payload)  # the JVM-vs-decoder test calls it by this name
+
+
+def keyed_states(runtime_context, ttl_ms: int, *names: str) -> list:
+    """Pickled ValueStates of these names, with the state TTL: a safety net (empty state is
+    cleared), so no per-access cleanup work on the heap backend (profiled: ~15% of the operator's
+    JVM time); checkpoints and reads still drop expired entries."""
+    ttl = (
+        StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+        .disable_cleanup_in_background()
+        .cleanup_full_snapshot()
+        .build()
+    )
+    states = []
+    for name in names:
+        descriptor = ValueStateDescriptor(name, Types.PICKLED_BYTE_ARRAY())
+        descriptor.enable_time_to_live(ttl)
+        states.append(runtime_context.get_state(descriptor))
+    return states

@@ -69,10 +69,13 @@ class EnrichingDetectMoments(DetectMoments):
             else:
                 for action in released:
                     yield _row(action)
+        yield from super().on_timer(timestamp, ctx)
+
+    def _outputs(self, ctx, fires, detected_at: int, processing: bool = False):
         if self.campaign is not None:
-            yield from super().on_timer(timestamp, ctx)
+            yield from super()._outputs(ctx, fires, detected_at, processing)
             return
-        for out in super().on_timer(timestamp, ctx):
+        for out in super()._outputs(ctx, fires, detected_at, processing):
             if isinstance(out, Action):
                 for action in self.enrichment.on_action(ctx, out):
                     yield _row(action)

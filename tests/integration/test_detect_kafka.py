@@ -183,6 +183,6 @@ def test_nothing_is_lost(kafka_run):
     assert m["detect.late"] == len(kafka_run["late"]) == 4
     python = m["detect.processed"] + m["detect.invalid"] + m["detect.late"]
     assert python == m["detect.events_in"]
-    assert python + m["activity.skipped"] + m["activity.held"] == total
+    assert python + m["activity.skipped"] + m["activity.held"] + m["release.held"] == total
     per_rule = sum(v for k, v in m.items() if k.startswith("detect.rule."))
     assert per_rule == len(kafka_run["actions_after"])

@@ -69,8 +69,14 @@ def test_python_calls_per_event_counts_elements_and_timers():
     assert run.python_calls(metrics, 300_000) == {
         "elements": 80_000,
         "timers": 70_000,
+        "processing_timers": None,
         "per_event": 0.5,
     }
+    # Released events come many to a record: the calls are the records in.
+    metrics |= {"detect.numRecordsIn": 40_000.0, "detect.processing_timers": 5_000.0}
+    calls = run.python_calls(metrics, 300_000)
+    assert calls["elements"] == 40_000 and calls["processing_timers"] == 5_000
+    assert calls["per_event"] == 0.367
     assert run.python_calls({"error": "down"}, 300_000)["per_event"] is None
 
 

@@ -27,8 +27,14 @@ class CountingState(MemoryState):
 class FlinkHost:
     """One operator instance: events, watermarks and wall-clock ticks in, fires out."""
 
-    def __init__(self, rules, idle_fire_after_ms=None, activity_delay="spread", now=0):
+    def __init__(
+        self, rules, idle_fire_after_ms=None, activity_delay="spread", now=0, release=False
+    ):
+        """`release`: on-time events are held as the JVM release operator holds them (udfs/jvm
+        ReleaseOnWatermark): released before the watermark passing them reaches the host, and
+        flushed to it as ordinary events when the wall clock moves."""
         self.engine = Engine(rules)
+        self.held: dict[str, list[EngineEvent]] | None = {} if release else None
         self.service = MemoryTimerService(now=now)
         self.state = CountingState(self.service)
         self.activity = CountingState(self.service)
@@ -45,17 +51,47 @@ class FlinkHost:
         self.fires: list[tuple] = []  # (rule_id, user, trigger_ts, event_ids, detected_at)
 
     def event(self, event_id: str, ts: int, event_type: str, user: str = "u1") -> bool:
-        """Returns False if late."""
+        """Returns False if late (True while the JVM holds it)."""
+        event = EngineEvent(ts, event_id, event_type, None, {})
+        held = self.held
+        if held is not None and ts >= self.service.watermark:
+            held.setdefault(user, []).append(event)
+            return True
         self.service.key = user
-        return self.host.on_event(
-            self.service, user, EngineEvent(ts, event_id, event_type, None, {})
-        )
+        return self.host.on_event(self.service, user, event)
 
     def watermark(self, watermark: int) -> list[tuple]:
-        return self._run(self.service.advance_watermark(watermark))
+        new = self._release(watermark) if self.held else []
+        return new + self._run(self.service.advance_watermark(watermark))
 
     def clock(self, now: int) -> list[tuple]:
+        if self.held:
+            for user, events in sorted(self.held.items()):
+                self.service.key = user
+                for event in events:
+                    self.host.on_event(self.service, user, event)
+            self.held.clear()
         return self._run(self.service.advance_clock(now))
+
+    def _release(self, watermark: int) -> list[tuple]:
+        """The JVM's release: per user, in the order of its timers (earliest held ts + 1)."""
+        held, new = self.held, []
+        due = sorted(
+            (min(e.ts for e in events) + 1, user)
+            for user, events in held.items()
+            if min(e.ts for e in events) < watermark
+        )
+        for _, user in due:
+            events = [e for e in held[user] if e.ts < watermark]
+            held[user] = [e for e in held[user] if e.ts >= watermark]
+            if not held[user]:
+                del held[user]
+            self.service.key = user
+            late, fires, detected_at = self.host.on_release(self.service, events, watermark)
+            assert late == [], "a released event came late"
+            new += [(f.rule_id, user, f.trigger_ts, f.event_ids, detected_at) for f in fires]
+        self.fires += new
+        return new
 
     def _run(self, timers) -> list[tuple]:
         new = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,6 +125,23 @@ def test_one_timer_per_user_and_stale_timers_only_re_register():
     assert host.watermark(35) == [("sil", "u1", 35, ("s",), 35)]
 
 
+def test_released_events_are_matched_in_the_call_that_brings_them():
+    """With the JVM release operator, an event a rule reads costs no timer callback: its user's
+    released events are matched up to the watermark in one call, and only a deadline (here the
+    silence's) registers a timer; one left from before for a time the release covers is
+    deleted, not left to fire for nothing."""
+    host = FlinkHost(SILENCE, release=True)
+    host.host.on_timer = None  # no callback may come
+    host.event("s", 0, "b")
+    host.event("a1", 5, "a")
+    assert host.timers() == [] and host.state.values == {}  # held in the "JVM"
+    assert host.watermark(6) == []  # one release: s arms the silence, a1 moves it to 30
+    assert host.timers() == [30] and host.state.reads == 1 and host.state.writes == 1
+    host.event("a2", 31, "a")
+    assert host.watermark(32) == [("sil", "u1", 30, ("s",), 32)]  # fired in the release
+    assert 30 not in host.timers()  # deleted; what is left is the count rule's window
+
+
 def test_activity_reads_and_writes_only_the_activity_value():
     host = FlinkHost(SILENCE, activity_delay=lambda user: {"u1": 7}[user])
     host.event("d1", 10, "d")
@@ -203,9 +221,13 @@ def _arrivals(raw, bound_ms, seed):
     seed=st.integers(),
     delays=st.fixed_dictionaries({u: st.integers(0, 60) for u in ("u1", "u2", "u3")}),
 )
-def test_the_operator_on_random_streams_gives_the_oracles_fires(raw, bound_ms, seed, delays):
+@pytest.mark.parametrize("release", [False, True], ids=["python-timers", "jvm-release"])
+def test_the_operator_on_random_streams_gives_the_oracles_fires(
+    raw, bound_ms, seed, delays, release
+):
+    """With the JVM release operator too: the same fires, and no state left."""
     events, arrivals = _arrivals(raw, bound_ms, seed)
-    host = FlinkHost(ALL_RULES, activity_delay=delays.__getitem__)
+    host = FlinkHost(ALL_RULES, activity_delay=delays.__getitem__, release=release)
     max_ts = None
     for event, watermark_after in arrivals:
         assert host.event(event.event_id, event.ts, event.event_type, event.user_id)
@@ -218,11 +240,39 @@ def test_the_operator_on_random_streams_gives_the_oracles_fires(raw, bound_ms, s
     assert host.state.values == {} and host.activity.values == {}
 
 
+def _matches(fires: list[tuple]) -> list[tuple]:
+    return sorted(fire[:4] for fire in fires)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=streams, bound_ms=st.sampled_from([0, 7, 30, 100]), seed=st.integers())
+def test_released_events_fire_at_the_same_watermark_as_python_timers(raw, bound_ms, seed):
+    """The JVM release operator changes which call matches an event, not when: after every
+    watermark both hosts have given the same fires (detected_at aside: an event-time timer's
+    time in this harness, the wall clock in Kafka mode, where releases run)."""
+    _, arrivals = _arrivals(raw, bound_ms, seed)
+    timers, released = FlinkHost(ALL_RULES), FlinkHost(ALL_RULES, release=True)
+    max_ts = None
+    for event, watermark_after in arrivals:
+        for host in (timers, released):
+            assert host.event(event.event_id, event.ts, event.event_type, event.user_id)
+        max_ts = event.ts if max_ts is None else max(max_ts, event.ts)
+        if watermark_after:
+            a, b = (host.watermark(max_ts - bound_ms) for host in (timers, released))
+            assert _matches(b) == _matches(a)
+    a, b = (host.watermark(MAX_WATERMARK) for host in (timers, released))
+    assert _matches(b) == _matches(a)
+    assert released.state.values == {} and released.activity.values == {}
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=streams, bound_ms=st.sampled_from([0, 30, 100]), seed=st.integers())
-def test_idle_forcing_after_the_input_stops_equals_the_final_watermark(raw, bound_ms, seed):
+@pytest.mark.parametrize("release", [False, True], ids=["python-timers", "jvm-release"])
+def test_idle_forcing_after_the_input_stops_equals_the_final_watermark(
+    raw, bound_ms, seed, release
+):
     events, arrivals = _arrivals(raw, bound_ms, seed)
-    host = FlinkHost(ALL_RULES, idle_fire_after_ms=IDLE, now=START)
+    host = FlinkHost(ALL_RULES, idle_fire_after_ms=IDLE, now=START, release=release)
     max_ts = None
     for event, watermark_after in arrivals:
         host.event(event.event_id, event.ts, event.event_type, event.user_id)
@@ -240,7 +290,10 @@ def test_an_event_buffered_between_advances_leaves_the_user_pickled_until_it_is_
     steps) is copied as bytes, not unpickled and pickled again; `.user` merges what arrived in
     the engine's (ts, event_id) order."""
     state = HostState()
-    state.user.pending[:] = [EngineEvent(10, "b", "a", None, {}), EngineEvent(30, "d", "a", None, {})]
+    state.user.pending[:] = [
+        EngineEvent(10, "b", "a", None, {}),
+        EngineEvent(30, "d", "a", None, {}),
+    ]
     copy = pickle.loads(pickle.dumps(state))
     copy.arrive(EngineEvent(20, "c", "a", None, {}))
     copy.arrive(EngineEvent(10, "a", "a", None, {}))

@@ -6,20 +6,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from jobs.connectors import payload
 from jobs.connectors.prefilter import keyed_records_query
 
 ROOT = Path(__file__).resolve().parents[3]
-ACTIVITY_FILTER = (
-    ROOT / "udfs" / "jvm" / "src" / "dev" / "micromoments" / "flink" / "ActivityFilter.java"
-)
+JVM = ROOT / "udfs" / "jvm" / "src" / "dev" / "micromoments" / "flink"
 
 
-def test_the_java_payload_indices_are_the_python_ones():
-    text = ACTIVITY_FILTER.read_text()
-    block = text[text.index("// Payload fields") : text.index("// Bucket entry fields")]
+@pytest.mark.parametrize("source", ["ActivityFilter.java", "ReleaseOnWatermark.java"])
+def test_the_java_payload_indices_are_the_python_ones(source):
+    text = (JVM / source).read_text()
+    start = text.index("// Payload fields")
+    block = text[start : text.index("\n\n", start)]
     constants = dict(re.findall(r"static final int (\w+) = (\d+);", block))
-    assert constants, "no payload constants found in ActivityFilter.java"
+    assert constants, f"no payload constants found in {source}"
     for name, index in constants.items():
         assert payload.INDEX[name.lower()] == int(index), name
 
