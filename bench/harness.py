@@ -294,7 +294,7 @@ class FlinkJob:
         totals: dict[str, float] = {}
         for vertex in self.get(f"/jobs/{self.job_id}")["vertices"]:
             base = f"/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
-            prefixes = ("decode.", "detect.", "activity.", "enrich.")
+            prefixes = ("decode.", "detect.", "activity.", "release.", "enrich.")
             names = [m["id"] for m in self.get(base) if m["id"].startswith(prefixes)]
             if names:
                 for m in self.get(f"{base}?get={','.join(names)}&agg=sum"):

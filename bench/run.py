@@ -281,6 +281,7 @@ class Bench:
             "--starting-offsets",
             "earliest",
             *extra,
+            *(self.args.detect_flag or []),
         ]
         job = harness.FlinkJob(name, argv, self.run_dir, env=env, cpu_interval_s=cpu_interval_s)
         job.wait_running()
@@ -946,14 +947,18 @@ def cpu_cost(job: harness.FlinkJob, t0_ms: int, t_end_ms: int | None, events: in
 
 
 def python_calls(metrics: dict, events: int) -> dict:
-    """Calls from the JVM into the detect operator's Python: elements (`detect.events_in`) and
-    timer callbacks (`detect.timers`), per event in the topic."""
-    elements, timers = metrics.get("detect.events_in"), metrics.get("detect.timers")
+    """Calls from the JVM into the detect operator's Python: elements (records in,
+    `detect.numRecordsIn`; a release of many events is one) and timer callbacks (`detect.timers`,
+    of them `detect.processing_timers`), per event in the topic."""
+    elements = metrics.get("detect.numRecordsIn", metrics.get("detect.events_in"))
+    timers = metrics.get("detect.timers")
     if elements is None or timers is None:
         return {"elements": elements, "timers": timers, "per_event": None}
+    processing = metrics.get("detect.processing_timers")
     return {
         "elements": int(elements),
         "timers": int(timers),
+        "processing_timers": None if processing is None else int(processing),  # of the timers
         "per_event": round((elements + timers) / events, 3),
     }
 
@@ -1538,6 +1543,13 @@ def main() -> int:
         "of the campaign layer, to compare with a run without",
     )
     parser.add_argument("--no-exactly-once", action="store_true")
+    parser.add_argument(
+        "--detect-flag",
+        action="append",
+        metavar="FLAG",
+        help="one more `moments run` flag for every detection job, e.g. "
+        "--detect-flag=--no-jvm-release (for an A/B in turns)",
+    )
     parser.add_argument(
         "--crm-dsn", default=os.environ.get("CRM_DSN", LOCAL_CRM_DSN), help="the CRM database"
     )
