@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/detect_bench.py [--events 100000] [--users 5000] [--parallelism 1 2]
         [--bootstrap 127.0.0.1:19092] [--layouts design:python nosilence:python nosilence:jvm]
+        [--job-flag=--jvm-release ...]
 
 Produces a generated stream (udfs.generator: 80% of events are types no example rule reads) once
 per partition count, then runs the job once per layout and parallelism from the earliest offset
@@ -111,6 +112,7 @@ def run_once(args, topic: str, layout: str, parallelism: int, workdir: Path) -> 
     ]  # fmt: skip
     if where == "python":
         job_args.append("--no-jvm-prefilter")
+    job_args += args.job_flag
     if where in ("topic", "scope"):
         job_args += ["--rules-topic", outputs["rules"], "--rules-status-topic", outputs["status"]]
     if where == "scope":
@@ -165,6 +167,13 @@ def main() -> int:
     )
     parser.add_argument("--execution-mode", choices=["thread", "process"], default="thread")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--job-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="one more `moments run` flag for every job, e.g. --job-flag=--jvm-release",
+    )
     args = parser.parse_args()
 
     from kafka.admin import KafkaAdminClient

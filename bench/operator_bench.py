@@ -19,7 +19,6 @@ detect thread's time goes").
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import json
 import pstats
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from pyflink.common import Row  # noqa: E402
 
 from jobs.operators import DetectMoments  # noqa: E402
+from moments_testing.release import JvmRelease  # noqa: E402
 from schemas.rules import load_rules  # noqa: E402
 from udfs.engine import Engine  # noqa: E402
 from udfs.generator import GeneratorSettings, generate  # noqa: E402
@@ -56,6 +56,9 @@ class RuntimeContext:
 
     def get_state(self, descriptor) -> MemoryState:
         return MemoryState(self.service, pickled=True)
+
+    def get_keyed_state_backend(self) -> MemoryTimerService:
+        return self.service  # set_current_key: jobs.flink_compat.key_switch
 
     def get_metrics_group(self) -> Metrics:
         return Metrics()
@@ -83,7 +86,7 @@ def run(operator, service, rows, every: int, release: bool, profile=None) -> dic
     """`profile`: a cProfile.Profile enabled around the operator's calls only."""
     calls = {"elements": 0, "timers": 0, "outputs": 0, "operator_s": 0.0}
     max_ts = 0
-    held: dict[str, list[Row]] = {}
+    jvm = JvmRelease() if release else None
     clock = time.perf_counter
     on = profile.enable if profile is not None else lambda: None
     off = profile.disable if profile is not None else lambda: None
@@ -98,16 +101,10 @@ def run(operator, service, rows, every: int, release: bool, profile=None) -> dic
         calls["elements"] += 1
 
     def advance(watermark: int) -> None:
-        if release:  # what the JVM release operator does before the watermark goes on
-            due = sorted((min(r[8] for r in rs) + 1, u) for u, rs in held.items())
-            for at, user in due:
-                if at > watermark:
-                    break
-                ready = [r for r in held[user] if r[8] < watermark]
-                held[user] = [r for r in held[user] if r[8] >= watermark]
-                if not held[user]:
-                    del held[user]
-                element(packed(ready, watermark))
+        if jvm is not None:  # what the JVM release operator emits before the watermark goes on
+            step = jvm.advance(watermark)
+            if step is not None:
+                element(step)
         for timestamp in service.advance_watermark(watermark):
             calls["timers"] += 1
             on()
@@ -117,25 +114,13 @@ def run(operator, service, rows, every: int, release: bool, profile=None) -> dic
             off()
 
     for index, row in enumerate(rows):
-        if release and row[8] >= service.watermark:
-            held.setdefault(row[0], []).append(row)
-        else:
+        if jvm is None or not jvm.hold(row):
             element(row)
         max_ts = max(max_ts, row[8])
         if index % every == 0:
             advance(max_ts - BOUND_MS)
     advance(2**62)
     return calls
-
-
-def packed(rows: list[Row], watermark: int) -> Row:
-    """A release as udfs/jvm ReleaseOnWatermark emits it: the last row, the others in `batch`."""
-    *others, last = rows
-    batch = [
-        [r[8], r[6], r[7], r[9], json.loads(r[10]), base64.b64encode(r[1]).decode()]
-        for r in others
-    ]
-    return Row(*last[:11], watermark, json.dumps(batch) if batch else None)
 
 
 def main() -> int:

@@ -114,3 +114,51 @@ def subtask_index(runtime_context) -> int:
         return runtime_context.get_index_of_this_subtask()
     except AttributeError:
         return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
+
+
+def key_switch(runtime_context):
+    """`switch(ctx, user_id)`: the keyed operator's state and timers moved to another key of its
+    own (a user the JVM release operator released in the same record), returning the context to
+    use for that user. Thread mode only: PyFlink hands the operator the Java keyed state backend
+    (`setCurrentKey` with the key as flink-python's KeyByKeySelector builds it, a Row of the
+    user_id; timers follow the backend's key). A runtime context without a Java backend (the
+    memory one of the tests and benchmarks) must give a backend with `set_current_key`."""
+    backend = runtime_context.get_keyed_state_backend()
+    j_backend = getattr(backend, "_keyed_state_backend", None)
+    if j_backend is None:
+
+        def switch_memory(ctx, user_id: str):
+            backend.set_current_key(user_id)
+            return ctx
+
+        return switch_memory
+    from pemja import findClass
+
+    j_row = findClass("org.apache.flink.types.Row")
+
+    def switch(ctx, user_id: str):
+        key = j_row.withPositions(1)  # Row.of(user_id) fails through pemja (varargs)
+        key.setField(0, user_id)
+        j_backend.setCurrentKey(key)
+        return UserContext(ctx, user_id)
+
+    return switch
+
+
+class UserContext:
+    """A thread-mode keyed context after `key_switch`: PyFlink's answers get_current_key from its
+    own record, so the user is given here; timers and state follow the backend's key."""
+
+    __slots__ = ("_ctx", "_user_id")
+
+    def __init__(self, ctx, user_id: str):
+        self._ctx, self._user_id = ctx, user_id
+
+    def get_current_key(self) -> str:
+        return self._user_id
+
+    def timer_service(self):
+        return self._ctx.timer_service()
+
+    def __getattr__(self, name: str):
+        return getattr(self._ctx, name)

@@ -305,18 +305,23 @@ class Host:
         return True
 
     def on_release(
-        self, ctx: TimerContext, events: list[EngineEvent], watermark_to: int
+        self,
+        ctx: TimerContext,
+        events: list[EngineEvent],
+        watermark_to: int,
+        watermark: float | None = None,
     ) -> tuple[list[int], list[Fire], int]:
         """Events of the current user (activity too) that the JVM held until the watermark passed
         them, released as it moves to `watermark_to` (udfs/jvm ReleaseOnWatermark), which reaches
         this operator right after them: each is kept unless late (below the user's forced time;
-        the watermark here is still the one before), then the user is matched up to
-        `watermark_to`, as its event-time timer at ts + 1 (or its bucket's end) would match it
-        once that watermark arrived. Returns the indexes of the late events, the fires and their
-        detected_at (as `on_timer`)."""
+        the watermark here is still the one before, `watermark_now` when not given), then the
+        user is matched up to `watermark_to`, as its event-time timer at ts + 1 (or its bucket's
+        end) would match it once that watermark arrived. Returns the indexes of the late events,
+        the fires and their detected_at (as `on_timer`)."""
         now = self.clock()
         timers = ctx.timer_service()
-        watermark = self._watermark(timers, now)
+        if watermark is None:
+            watermark = self._watermark(timers, now)
         if self.idle_fire_after_ms:
             self.input_seen_at = now
         host, had_activity = self._load()
@@ -325,11 +330,13 @@ class Host:
         late, user, accept = [], host.user, self.engine.accept
         for index, event in enumerate(events):
             if is_late(event.ts, watermark, host.forced):
-                self.late.inc()
                 late.append(index)
             else:
-                self.processed.inc()
                 accept(user, event)  # activity too: matched below, its bucket dropped
+        if late:
+            self.late.inc(len(late))
+        if len(late) < len(events):
+            self.processed.inc(len(events) - len(late))
         if host.timer is not None and host.timer <= watermark_to:
             # What it was for is done here: its callback would only find nothing due.
             timers.delete_event_time_timer(host.timer)
@@ -403,6 +410,10 @@ class Host:
             fires += engine.advance(user, due, key)
             due = engine.due(user)
         return fires
+
+    def watermark_now(self, ctx: TimerContext) -> float:
+        """The operator's watermark now (noting when it moved, for idle forcing)."""
+        return self._watermark(ctx.timer_service(), self.clock())
 
     def _watermark(self, timers, now: int) -> float:
         watermark = timers.current_watermark()
@@ -508,6 +519,10 @@ class MemoryTimerService:
 
     def get_current_key(self) -> str | None:
         return self.key
+
+    def set_current_key(self, key: str) -> None:
+        """State and timers from now on are `key`'s (Flink's keyed state backend's)."""
+        self.key = key
 
     def time_domain(self) -> TimeDomain:
         return self.domain

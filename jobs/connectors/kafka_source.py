@@ -117,9 +117,12 @@ def release_flush_ms(config) -> int | None:
     one timer step after the watermark's last move, and Python forces an idle user's event time
     idle_fire_after after it: the flush leaves that a margin of three timer steps (records
     crossing tasks may wait for a network buffer's timeout). Off with live rules (their operator
-    switches versions at each event's time) and when the CRM prefetches on arriving events
-    (holding them would start each lookup a watermark bound later)."""
+    switches versions at each event's time), in process mode (a release holds many users, whose
+    keyed state Python switches to in the JVM's backend) and when the CRM prefetches on arriving
+    events (holding them would start each lookup a watermark bound later)."""
     if not (config.kafka_mode and config.jvm_release and config.jvm_prefilter):
+        return None
+    if config.execution_mode != "thread":  # Python switches the key of its JVM state backend
         return None
     if config.rules_topic or (config.crm.backend != "none" and config.crm.prefetch == "events"):
         return None

@@ -110,19 +110,25 @@ def decode_payload(row, max_future_ms: int | None = DEFAULT_MAX_FUTURE_MS) -> En
     return EngineEvent.from_event(event)
 
 
-def released_events(batch: str | None, event: EngineEvent, raw) -> tuple[list[EngineEvent], list]:
-    """A release's events (udfs/jvm ReleaseOnWatermark): those packed in `batch` (a JSON array of
-    `[ts, event_id, event_type, device, properties, raw value in base64]`, as decode_payload
-    reads the same fields) and the record's own `event`; and their raw values, for
-    `released_raw` (only a late one is ever read)."""
+def released_users(
+    batch: str | None, user_id: str, event: EngineEvent, raw
+) -> list[tuple[str, list[EngineEvent], list]]:
+    """A release's events per user (udfs/jvm ReleaseOnWatermark): `(user_id, events, raws)` for
+    each user in `batch` (a JSON array of `[user_id, [[ts, event_id, event_type, device,
+    properties, raw value in base64], ...]]`, as decode_payload reads the same fields, the
+    record's own user first), the record's own `event` and `raw` added to its user's; the raws
+    are for `released_raw` (only a late one is ever read)."""
     if batch is None:
-        return [event], [raw]
-    items = json.loads(batch)
-    events = [EngineEvent(i[0], i[1], i[2], i[3], i[4] or {}) for i in items]
-    events.append(event)
-    raws = [i[5] for i in items]
-    raws.append(raw)
-    return events, raws
+        return [(user_id, [event], [raw])]
+    users = []
+    for user, items in json.loads(batch):
+        events = [EngineEvent(i[0], i[1], i[2], i[3], i[4] or {}) for i in items]
+        users.append((user, events, [i[5] for i in items]))
+    if not users or users[0][0] != user_id:
+        raise ValueError("a release's batch must start with its record's own user")
+    users[0][1].append(event)
+    users[0][2].append(raw)
+    return users
 
 
 def released_raw(raw: bytes | str) -> bytes:

@@ -12,8 +12,9 @@ from pyflink.datastream.state import StateTtlConfig, ValueStateDescriptor
 
 from jobs.connectors import payload as p
 from jobs.operators.campaign import CampaignOperator
-from jobs.operators.decode import decode_payload, released_events, released_raw
+from jobs.operators.decode import decode_payload
 from jobs.operators.metrics import DetectionLatency
+from jobs.operators.release import Releases
 from jobs.operators.rows import DLQ_TAG, KIND_ACTION, KIND_DLQ, KIND_LATE, LATE_TAG
 from schemas.rules import Rule
 from udfs.actions import build_action
@@ -70,12 +71,12 @@ class DetectMoments(KeyedProcessFunction):
             rule.id: metrics.add_group("rule", rule.id).counter("actions") for rule in self.rules
         }
         self.latency = None if self.event_time_detected_at else DetectionLatency(metrics)
+        self.releases = Releases(runtime_context, self.host)  # jobs/operators/release.py
         self.campaign: CampaignOperator | None = None
         if CampaignStep(engine).active:
             self.campaign = CampaignOperator(engine, self.host, runtime_context)
 
     def process_element(self, value, ctx):
-        release = None
         if self.decode_rows:
             value = tuple(value)  # a PyFlink Row's __getitem__ is a Python call per field read
             user_id, raw = value[p.USER_ID], value[p.VALUE]
@@ -87,23 +88,15 @@ class DetectMoments(KeyedProcessFunction):
                 where["offset"] = value[p.OFFSET]
                 yield DLQ_TAG, Row(KIND_DLQ, None, dead_letter_json(raw, event, **where))
                 return
-            release = value[p.RELEASE]
+            if value[p.RELEASE] is not None:  # events the JVM held, maybe many users'
+                events, outputs = self.releases.outputs(ctx, value, event, self._outputs)
+                self.events_in.inc(events - 1)  # events in, not records
+                yield from outputs
+                return
         else:
             user_id, event, raw = value
-        if release is not None:
-            yield from self._released(ctx, user_id, event, raw, release, value[p.BATCH])
-        elif not self.host.on_event(ctx, user_id, event):
+        if not self.host.on_event(ctx, user_id, event):
             yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(raw))
-
-    def _released(self, ctx, user_id: str, event: EngineEvent, raw, release: int, batch):
-        """A user's events the JVM held until the watermark `release` passed them (udfs/jvm
-        ReleaseOnWatermark): this record's and those packed in `batch`, matched now."""
-        events, raws = released_events(batch, event, raw)
-        self.events_in.inc(len(events) - 1)  # events in, not records
-        late, fires, detected_at = self.host.on_release(ctx, events, release)
-        for index in late:
-            yield LATE_TAG, Row(KIND_LATE, user_id, raw_text(released_raw(raws[index])))
-        yield from self._outputs(ctx, fires, detected_at)
 
     def on_timer(self, timestamp: int, ctx):
         self.timers.inc()

@@ -1,7 +1,7 @@
-"""The JVM release operator packs a user's released events into one record's `batch` field
-(udfs/jvm ReleaseOnWatermark.pack); Python reads them back (jobs/operators/decode.py
-released_events) as the same events decode_payload makes of each record alone, and the same raw
-bytes, whatever the strings hold."""
+"""The JVM release operator packs the users' released events into one record's `batch` field
+(udfs/jvm ReleaseOnWatermark.packStep); Python reads them back (jobs/operators/decode.py
+released_users) as the same users with the same events decode_payload makes of each record
+alone, and the same raw bytes, whatever the strings hold."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.connectors import payload as p
-from jobs.operators.decode import decode_payload, released_events, released_raw
+from jobs.operators.decode import decode_payload, released_raw, released_users
 from udfs.model import EngineEvent
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,10 @@ def pack(tmp_path_factory):
                 return "-"
             return (value if isinstance(value, bytes) else value.encode()).hex()
 
-        lines = ["\t".join([str(ts), *(hex_or_null(v) for v in rest)]) for ts, *rest in rows]
+        lines = [
+            "\t".join([hex_or_null(user), str(ts), *(hex_or_null(v) for v in rest)])
+            for user, ts, *rest in rows
+        ]
         done = subprocess.run(
             ["java", "-cp", f"{classes}{os.pathsep}{classpath}", "ReleasePackHarness"],
             input="".join(line + "\n" for line in lines).encode(),
@@ -55,7 +58,7 @@ def pack(tmp_path_factory):
 
 def _as_payload(ts, event_id, event_type, device, properties, raw) -> list:
     row = [None] * len(p.PAYLOAD_FIELDS)
-    row[p.USER_ID], row[p.VALUE], row[p.DECODED] = "k", raw, True
+    row[p.USER_ID], row[p.VALUE], row[p.DECODED] = "u", raw, True
     row[p.TS], row[p.EVENT_ID], row[p.EVENT_TYPE] = ts, event_id, event_type
     row[p.DEVICE], row[p.PROPERTIES] = device, properties
     return row
@@ -68,6 +71,7 @@ texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 def test_tricky_strings_round_trip(pack):
     rows = [
         (
+            "u1" if i % 2 else text,  # users with tricky ids too
             i * 10,
             f"e{i}-{text}",
             text,
@@ -77,26 +81,48 @@ def test_tricky_strings_round_trip(pack):
         )
         for i, text in enumerate(TRICKY)
     ]
-    rows.append((5, "nulls", "t", None, None, b""))
+    rows.append(("u1", 5, "nulls", "t", None, None, b""))
     _check(pack, rows)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 2**53), texts, texts, st.none() | texts, st.binary(max_size=20)),
+        st.tuples(
+            st.sampled_from(["u1", 'q"u', "用户"]) | texts,
+            st.integers(0, 2**53),
+            texts,
+            texts,
+            st.none() | texts,
+            st.binary(max_size=20),
+        ),
         min_size=1,
-        max_size=5,
+        max_size=8,
     )
 )
 def test_any_strings_round_trip(pack, items):
-    rows = [(ts, eid, etype, device, "{}", raw) for ts, eid, etype, device, raw in items]
+    rows = [
+        (user, ts, eid, etype, device, "{}", raw) for user, ts, eid, etype, device, raw in items
+    ]
     _check(pack, rows)
 
 
 def _check(pack, rows: list[tuple]) -> None:
+    """`rows` of (user, ts, event_id, event_type, device, properties, raw): the first user's
+    carrier (its last record, left out of `batch`) is added here."""
+    first = rows[0][0]
+    carrier = (first, 10**12, "last", "t", None, None, b"own")
+    batch = pack([*rows, carrier])
+    users: dict[str, list[tuple]] = {}
+    for row in rows:
+        users.setdefault(row[0], []).append(row[1:])
     last = EngineEvent(10**12, "last", "t", None, {})
-    events, raws = released_events(pack(rows), last, b"own")
-    expected = [decode_payload(_as_payload(*row)) for row in rows]
-    assert events == [*expected, last]
-    assert [released_raw(r) for r in raws] == [row[5] for row in rows] + [b"own"]
+    got = released_users(batch, first, last, b"own")
+    assert [user for user, _, _ in got] == list(users)
+    for (user, events, raws), (_, expected_rows) in zip(got, users.items(), strict=True):
+        expected = [decode_payload(_as_payload(*row)) for row in expected_rows]
+        expected_raws = [row[5] for row in expected_rows]
+        if user == first:
+            expected, expected_raws = [*expected, last], [*expected_raws, b"own"]
+        assert events == expected
+        assert [released_raw(r) for r in raws] == expected_raws

@@ -27,12 +27,14 @@ import org.apache.flink.util.Collector;
  *       or dead-lettered by Python). Everything this operator does not hold passes at once:
  *       records the JVM did not decode, late records (ts below the watermark: Python says so and
  *       counts them), and any record while the input looks idle (below).
- *   <li>{@code release} W: a user's held records with ts below the watermark W, as one record,
- *       emitted by an event-time timer at ts + 1 just before W goes downstream: one held record's
- *       payload, with the others packed in {@code batch} (null when there are none) as a
- *       JSON array of {@code [ts, event_id, event_type, device, properties, raw value in
- *       base64]}. Python matches the user up to W in that call: what its own timer at ts + 1
- *       would have done once W arrived.
+ *   <li>{@code release} W: the held records with ts below the watermark W, of every user whose
+ *       event-time timer (at ts + 1) W fired, as ONE record emitted just before W goes
+ *       downstream ({@link ReleaseOperator}): one held record (the carrier: its key and payload),
+ *       with all the others packed in {@code batch} (null when there are none) as a JSON array
+ *       of {@code [user_id, [[ts, event_id, event_type, device, properties, raw value in
+ *       base64], ...]]}, one entry per user, the carrier's user first (its other records). Python
+ *       switches its keyed state to each user in turn and matches the user up to W in that one
+ *       call: what its own timer at ts + 1 would have done once W arrived.
  * </ul>
  *
  * <p>Liveness: Python forces an idle user's event time once neither an element nor a watermark
@@ -72,6 +74,9 @@ public class ReleaseOnWatermark extends KeyedProcessFunction<Row, Row, Row> {
     // The latest watermark and the processing time it arrived at (ReleaseOperator tells).
     private transient long watermark;
     private transient long movedAt;
+    // Released by the timers of the watermark being processed, per user, not yet emitted.
+    private transient List<List<Row>> step;
+    private transient long stepMark;
 
     public ReleaseOnWatermark(long flushAfterMs, long stateTtlMs, TypeInformation<Row> recordType) {
         this.flushAfterMs = Math.max(0, flushAfterMs);
@@ -96,6 +101,7 @@ public class ReleaseOnWatermark extends KeyedProcessFunction<Row, Row, Row> {
         flushed = getRuntimeContext().getMetricGroup().counter("flushed");
         watermark = Long.MIN_VALUE;
         movedAt = System.currentTimeMillis();
+        step = new ArrayList<>();
     }
 
     /** A watermark reached the operator at processing time {@code now}, before its timers. */
@@ -169,23 +175,59 @@ public class ReleaseOnWatermark extends KeyedProcessFunction<Row, Row, Row> {
         } else {
             held.update(keep);
         }
-        int last = release.size() - 1; // any order: Python matches in (ts, event_id) order
-        Row payload = Row.copy((Row) release.get(last).getField(1));
-        payload.setField(RELEASE, mark);
-        payload.setField(BATCH, last == 0 ? null : pack(release.subList(0, last)));
-        out.collect(Row.of(release.get(last).getField(0), payload));
+        step.add(release); // emitted with the other users' by takeStep, before W goes on
+        stepMark = mark;
         heldCount.dec(release.size());
         released.inc(release.size());
     }
 
-    /** Records as the {@code batch} field's JSON array (see the class comment). */
-    public static String pack(List<Row> records) {
-        StringBuilder json = new StringBuilder(records.size() * 160).append('[');
-        for (Row record : records) {
-            Row payload = (Row) record.getField(1);
-            if (json.length() > 1) {
+    /**
+     * The records the timers released since the last call, as one record (see the class
+     * comment), or null when there are none. Any order within a user: Python matches a user's
+     * events in (ts, event_id) order.
+     */
+    public Row takeStep() {
+        if (step.isEmpty()) {
+            return null;
+        }
+        List<Row> first = step.get(0);
+        Row carrier = first.get(first.size() - 1);
+        Row payload = Row.copy((Row) carrier.getField(1));
+        payload.setField(RELEASE, stepMark);
+        boolean alone = step.size() == 1 && first.size() == 1;
+        payload.setField(BATCH, alone ? null : packStep(step));
+        step = new ArrayList<>();
+        return Row.of(carrier.getField(0), payload);
+    }
+
+    /**
+     * Users' records as the {@code batch} field's JSON array: {@code [user_id, [records]]} per
+     * user, the first user's last record left out (it is the carrier).
+     */
+    public static String packStep(List<List<Row>> users) {
+        StringBuilder json = new StringBuilder(users.size() * 200).append('[');
+        for (int u = 0; u < users.size(); u++) {
+            List<Row> records = users.get(u);
+            if (u > 0) {
                 json.append(',');
             }
+            json.append('[');
+            string(json, (String) records.get(0).getField(0)).append(',');
+            pack(json, u == 0 ? records.subList(0, records.size() - 1) : records).append(']');
+        }
+        return json.append(']').toString();
+    }
+
+    /** One user's records as a JSON array of {@code [ts, ..., raw]} (see the class comment). */
+    static StringBuilder pack(StringBuilder json, List<Row> records) {
+        json.append('[');
+        boolean first = true;
+        for (Row record : records) {
+            Row payload = (Row) record.getField(1);
+            if (!first) {
+                json.append(',');
+            }
+            first = false;
             json.append('[').append((long) (Long) payload.getField(TS)).append(',');
             string(json, (String) payload.getField(EVENT_ID)).append(',');
             string(json, (String) payload.getField(EVENT_TYPE)).append(',');
@@ -195,7 +237,7 @@ public class ReleaseOnWatermark extends KeyedProcessFunction<Row, Row, Row> {
             byte[] raw = (byte[]) payload.getField(VALUE);
             json.append('"').append(Base64.getEncoder().encodeToString(raw)).append("\"]");
         }
-        return json.append(']').toString();
+        return json.append(']');
     }
 
     /** A JSON string (or null), as Python's json module reads it back. */
