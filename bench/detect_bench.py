@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/detect_bench.py [--events 100000] [--users 5000] [--parallelism 1 2]
         [--bootstrap 127.0.0.1:19092] [--layouts design:python nosilence:python nosilence:jvm]
-        [--job-flag=--jvm-release ...]
+        [--job-flag=--no-jvm-release ...]
 
 Produces a generated stream (udfs.generator: 80% of events are types no example rule reads) once
 per partition count, then runs the job once per layout and parallelism from the earliest offset
@@ -172,7 +172,7 @@ def main() -> int:
         action="append",
         default=[],
         metavar="FLAG",
-        help="one more `moments run` flag for every job, e.g. --job-flag=--jvm-release",
+        help="one more `moments run` flag for every job, e.g. --job-flag=--no-jvm-release",
     )
     args = parser.parse_args()
 

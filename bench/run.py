@@ -1548,7 +1548,7 @@ def main() -> int:
         action="append",
         metavar="FLAG",
         help="one more `moments run` flag for every detection job, e.g. "
-        "--detect-flag=--jvm-release (for an A/B in turns)",
+        "--detect-flag=--no-jvm-release (for an A/B in turns)",
     )
     parser.add_argument(
         "--crm-dsn", default=os.environ.get("CRM_DSN", LOCAL_CRM_DSN), help="the CRM database"

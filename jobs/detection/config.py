@@ -177,10 +177,11 @@ class DetectConfig(Options):
         group=RUNTIME,
     )
     jvm_release: bool = option(
-        False,
-        "the JVM holds events until the watermark passes them, half the calls into Python "
-        "(off by default: worse live p99; not with --rules-topic or CRM_PREFETCH=events)",
-        flag="--jvm-release",
+        True,
+        "every event to Python as it arrives (default: the JVM holds events until the "
+        "watermark passes them and hands Python all users' at once; thread mode, not with "
+        "--rules-topic or CRM_PREFETCH=events)",
+        flag="--no-jvm-release",
         group=RUNTIME,
     )
     enrichment_layout: Literal["inline", "sync", "async"] = option(

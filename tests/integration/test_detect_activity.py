@@ -100,7 +100,6 @@ def activity_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     job = RunningJob(
         [
             *kafka_args(kafka_bootstrap, topics, rules, group="activity"),
-            "--jvm-release",  # activity held and released by the JVM too
             "--max-out-of-orderness",
             f"{BOUND_MS}ms",
             "--idle-fire-after",

@@ -47,7 +47,6 @@ def kafka_run(kafka_bootstrap, kafka_admin, tmp_path_factory):
     job = RunningJob(
         [
             *kafka_args(kafka_bootstrap, topics, rules),
-            "--jvm-release",  # the JVM release operator (off by default): idle, late, DLQ with it
             "--max-out-of-orderness",
             "2s",
             "--idle-fire-after",
